@@ -1,0 +1,1 @@
+"""Diffusion models on real data: datasets, networks, DDPM/DDIM, trainer, monitors."""
