@@ -16,6 +16,7 @@ from genwindow.errors import ConfigError
 
 COMMAND_MODULES = (
     "genwindow.theory.commands",
+    "genwindow.rfm.commands",
 )
 
 
