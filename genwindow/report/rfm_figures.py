@@ -57,10 +57,11 @@ def scaling_figure(curves_by_psi_n: dict, table, summary: dict, title: str = "")
         label = f"ψ_n = {psi_n:g}"
         axes[0].plot(tau[keep], curves["score_error"][keep], color=color, label=label)
         axes[1].plot(tau[keep], curves["gen_gap"][keep], color=color, label=label)
-        axes[2].plot(tau[keep] / tau_mem, curves["gen_gap"][keep], color=color, label=label)
+        gap = curves["gen_gap"].to_numpy()[keep]
+        axes[2].plot(tau[keep] / tau_mem, gap / gap[-1], color=color, label=label)
     axes[0].set(xscale="log", yscale="log", xlabel="τ", ylabel="score error")
     axes[1].set(xscale="log", xlabel="τ", ylabel="L_test − L_train")
-    axes[2].set(xscale="log", xlabel="τ / tau_mem", ylabel="L_test − L_train")
+    axes[2].set(xscale="log", xlabel="τ / tau_mem", ylabel="gap / gap at the last τ")
     fit = summary["tau_mem_exponent"]
     axes[1].set_title(f"tau_mem ∝ ψ_n^{fit['exponent']:.2f} "
                       f"[{fit['low']:.2f}, {fit['high']:.2f}]", fontsize=10)

@@ -49,7 +49,7 @@ def max_stable_lr(matrices: RFMatrices) -> float:
 def train_rf(inst: RFInstance, lr: float, steps: int, optimizer: str = "gd",
              batch_size: int | None = None, seed: int = 0, record_steps=None,
              schedule=None, features: str = "true", matrices: RFMatrices | None = None,
-             device: str = "cpu", noise_samples: int = 256,
+             device: str = "cpu", noise_samples: int = 256, dtype: str = "float64",
              progress: bool = False) -> pd.DataFrame:
     """Train A from zero for ``steps`` steps and return the recorded curves.
 
@@ -62,9 +62,11 @@ def train_rf(inst: RFInstance, lr: float, steps: int, optimizer: str = "gd",
     schedule : a genwindow.schedules Schedule; it receives the recorded metrics at the step
         they were measured and returns the rate factor and the stop decision.
     matrices : the quadratic forms used to evaluate A (built from ``features`` if None).
+    dtype : 'float64' or 'float32', the precision of training (evaluation is float64).
 
     Returns a DataFrame with columns step, tau, lr_factor, train_loss, test_loss,
     score_error, gen_gap. For Adam, tau is the nominal Σ η / d², not a gradient-flow time.
+    The final B = A/sqrt(p) is in ``frame.attrs["weights"]``.
     """
     import torch
 
@@ -81,7 +83,9 @@ def train_rf(inst: RFInstance, lr: float, steps: int, optimizer: str = "gd",
     record = set(int(s) for s in (log_spaced_steps(steps) if record_steps is None
                                   else record_steps))
 
-    dtype = torch.float64
+    require(dtype in ("float32", "float64"),
+            f"--dtype: choose float32 or float64, got {dtype!r}")
+    dtype = getattr(torch, dtype)
     c = inst.constants
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     W = torch.as_tensor(inst.W, dtype=dtype, device=device)
@@ -98,7 +102,8 @@ def train_rf(inst: RFInstance, lr: float, steps: int, optimizer: str = "gd",
         x0 = X[index]
         if features == "true":
             return sigma((decay * x0 + sqrt_delta * xi) @ W.T / sqrt_d, torch)
-        zeta = torch.randn(len(index), inst.p, generator=generator, dtype=dtype).to(device)
+        zeta = torch.randn(len(index), inst.p, generator=generator, dtype=torch.float64)
+        zeta = zeta.to(device=device, dtype=dtype)
         return ((decay * c.a_t * x0 + c.b_t * xi) @ W.T / sqrt_d
                 + math.sqrt(c.v_t2) * Omega[index] + math.sqrt(c.s_t2) * zeta)
 
@@ -110,7 +115,7 @@ def train_rf(inst: RFInstance, lr: float, steps: int, optimizer: str = "gd",
         iterator = tqdm(iterator, desc="rfm train", unit="step", mininterval=1.0)
     for step in iterator:
         if step in record:
-            B = A.detach().cpu().numpy() / sqrt_p
+            B = A.detach().cpu().double().numpy() / sqrt_p
             metrics = matrices.losses(B)
             rows.append({"step": step, "tau": tau, "lr_factor": factor, **metrics})
             if not np.isfinite(metrics["train_loss"]):
@@ -130,10 +135,14 @@ def train_rf(inst: RFInstance, lr: float, steps: int, optimizer: str = "gd",
         # One step on the single-noise-draw loss; the gradient is written by hand.
         index = (torch.arange(inst.n) if batch == inst.n
                  else torch.randperm(inst.n, generator=generator)[:batch])
-        xi = torch.randn(batch, inst.d, generator=generator, dtype=dtype).to(device)
+        # Noise is drawn in float64 and then cast, so both precisions see the same draws.
+        xi = torch.randn(batch, inst.d, generator=generator, dtype=torch.float64)
+        xi = xi.to(device=device, dtype=dtype)
         phi = features_of(index.to(device), xi)  # (batch, p)
         residual = sqrt_delta * (phi @ A.detach().T) / sqrt_p + xi  # (batch, d)
         A.grad = (2.0 * sqrt_delta / (batch * inst.d * sqrt_p)) * residual.T @ phi
         opt.step()
         tau += lr * factor / inst.d**2
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["weights"] = A.detach().cpu().double().numpy() / sqrt_p
+    return frame
