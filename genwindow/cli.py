@@ -17,6 +17,9 @@ from genwindow.errors import ConfigError
 COMMAND_MODULES = (
     "genwindow.theory.commands",
     "genwindow.rfm.commands",
+    "genwindow.schedules.commands",
+    "genwindow.unet.commands",
+    "genwindow.unet.gmm_commands",
 )
 
 

@@ -296,3 +296,28 @@ def fit_power_law(sizes, taus) -> tuple[float, float]:
     alpha, log_c = np.polyfit(np.log(sizes[keep]), np.log(taus[keep]), 1)
     return float(math.exp(log_c)), float(alpha)
 
+
+
+def jax_curves_fn(cf: ClosedForm):
+    """Return a JAX function τ ↦ (score error, rel_gap) of ``cf``, differentiable in τ.
+
+    The same formulas as ``ClosedForm.curves`` for gradient flow, in float64; JAX is
+    imported here so that this module loads without it.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    lam = jnp.asarray(cf.eigenvalues)
+    kappa = lam + cf.ridge
+    v_weight, cross = jnp.asarray(cf.v_weight), jnp.asarray(cf.cross)
+    quadratic = jnp.asarray(cf.test_quadratic)
+    rate, d, delta, offset = cf.rate, cf.d, cf.Delta_t, cf.score_offset
+
+    def curves(tau):
+        g = -jnp.expm1(-rate * kappa * tau) / kappa
+        train = 1.0 + jnp.dot(g**2 * lam - 2.0 * g, v_weight) / d
+        test = 1.0 + (g @ quadratic @ g) / d - 2.0 * jnp.dot(g, cross) / d
+        return (test - 1.0) / delta + offset, (test - train) / test
+
+    return curves

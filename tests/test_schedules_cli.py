@@ -1,0 +1,73 @@
+"""The schedules and calibrate commands on small problems, and their option checks."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from genwindow.cli import main
+from genwindow.schedules.registry import make_schedule
+
+SMALL = ["--psi-p", "4", "--psi-n", "1,2,4", "--d", "20", "--budget", "120"]
+
+
+def test_schedules_list(capsys):
+    assert main(["schedules", "list"]) == 0
+    assert "gap-threshold" in capsys.readouterr().out
+
+
+def test_compare_writes_tables_and_figures(tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["schedules", "compare", *SMALL, "--schedules",
+                 "constant,cosine,gap-threshold:decay=0.1,patience=3,size-aware",
+                 "--out", str(out)]) == 0
+    windows = pd.read_csv(out / "windows.csv")
+    assert set(windows.schedule) == {"constant", "cosine", "gap-threshold:decay=0.1,patience=3",
+                                     "size-aware"}
+    assert len(windows) == 12
+    for column in ("step_gen", "step_mem", "steps_in_window", "final_score_error"):
+        assert column in windows
+    n_mem = pd.read_csv(out / "n_mem.csv")
+    assert len(n_mem) == 4
+    for name in ("score_error_vs_step.png", "gap_vs_step.png", "window_vs_psi_n.png",
+                 "score_error_vs_tau.png", "config.json", "curves.csv"):
+        assert (out / name).exists()
+    # The constant rate reaches τ = 120 · 0.25 = 30 at the end of the budget.
+    constant = windows[windows.schedule == "constant"]
+    assert constant.tau_end.tolist() == pytest.approx([30.0] * 3)
+
+
+def test_calibrate_writes_file_that_size_aware_reads(tmp_path):
+    out = tmp_path / "cal"
+    assert main(["calibrate", *SMALL, "--out", str(out)]) == 0
+    record = json.loads((out / "calibration.json").read_text())
+    assert record["schedule"] == "size-aware"
+    assert record["feasible"]
+    table = pd.read_csv(out / "calibration_table.csv")
+    assert "oracle per ψ_n" in set(table.schedule)
+    assert (out / "calibration.png").exists()
+    ctrl = make_schedule(f"size-aware:calibration={out / 'calibration.json'}", psi_n=2.0,
+                         tau_per_step=0.25)
+    assert ctrl.kappa == pytest.approx(record["params"]["kappa"])
+    # The compare command accepts the file too.
+    assert main(["schedules", "compare", *SMALL, "--schedules", "size-aware",
+                 "--calibration", str(out / "calibration.json"),
+                 "--out", str(tmp_path / "cmp")]) == 0
+    windows = pd.read_csv(tmp_path / "cmp" / "windows.csv")
+    assert not windows.memorized.any()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["schedules", "compare", "--schedules", "warp"], "unknown schedule 'warp'"),
+    (["schedules", "compare", "--schedules", "cosine:speed=2"], "no parameter speed"),
+    (["schedules", "compare", "--budget", "0"], "--budget must be at least 1"),
+    (["schedules", "compare", "--psi-n", "4,x"], "--psi-n must be comma-separated"),
+    (["schedules", "compare", "--ridge", "-1"], "--ridge: must be ≥ 0"),
+    (["schedules", "compare", "--calibration", "/nonexistent.json"], "not found"),
+    (["calibrate", "--step-tau", "-2"], "--step-tau must be positive"),
+])
+def test_bad_options_exit_with_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
