@@ -57,7 +57,22 @@ def test_calibrate_writes_file_that_size_aware_reads(tmp_path):
     assert not windows.memorized.any()
 
 
+def test_departures_small_run(tmp_path):
+    out = tmp_path / "dep"
+    assert main(["schedules", "departures", "--d", "10", "--psi-p", "2", "--psi-n", "1",
+                 "--tau-end", "10", "--lr-fractions", "0.1,0.5", "--batch-fractions", "1",
+                 "--schedules", "constant,cosine", "--seeds", "2", "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "departures_summary.csv")
+    assert len(summary) == 4
+    assert (summary.tau_end >= 10.0).all()
+    # Full-batch GD with fresh noise scatters around the exact discrete-time curve.
+    assert (summary.departure_finite_step.abs() < 0.2).all()
+    assert (out / "sgd_score_error_vs_tau.png").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["schedules", "departures", "--lr-fractions", "1.5"], "--lr-fractions must lie in"),
+    (["schedules", "departures", "--schedules", "warp"], "--schedules: unknown"),
     (["schedules", "compare", "--schedules", "warp"], "unknown schedule 'warp'"),
     (["schedules", "compare", "--schedules", "cosine:speed=2"], "no parameter speed"),
     (["schedules", "compare", "--budget", "0"], "--budget must be at least 1"),

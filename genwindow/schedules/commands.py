@@ -1,4 +1,4 @@
-"""``genwindow schedules list | compare`` and ``genwindow calibrate``."""
+"""``genwindow schedules list | compare | departures`` and ``genwindow calibrate``."""
 
 from __future__ import annotations
 
@@ -93,6 +93,43 @@ def register(subparsers) -> None:
                          help="output folder (default runs/schedules-compare)")
     compare.set_defaults(func=run_compare)
 
+    departures = commands.add_parser(
+        "departures", help="real SGD against the change-of-time prediction",
+        description="Train the RF model for real (fresh noise each step, full or mini-batch) "
+                    "under several schedules and rates to the same τ, and measure how far "
+                    "the curves depart from gradient flow at that τ and from exact gradient "
+                    "descent with the same steps.")
+    departures.add_argument("--d", type=positive_int("--d"), default=20,
+                            help="input dimension d (default 20)")
+    departures.add_argument("--psi-p", type=positive_float("--psi-p"), default=4.0,
+                            help="ψ_p = p/d (default 4)")
+    departures.add_argument("--psi-n", type=positive_float("--psi-n"), default=2.0,
+                            help="ψ_n = n/d (default 2)")
+    departures.add_argument("--t", type=positive_float("--t"), default=0.1,
+                            help="diffusion time t (default 0.1)")
+    departures.add_argument("--seed", type=int, default=0, help="seed of W, X, Ω (default 0)")
+    departures.add_argument("--tau-end", type=positive_float("--tau-end"), default=60.0,
+                            help="training time τ every run reaches (default 60)")
+    departures.add_argument("--lr-fractions", type=float_list("--lr-fractions"),
+                            default=[0.02, 0.2, 0.8],
+                            help="base rates as fractions of the largest stable "
+                                 "gradient-descent rate (default 0.02,0.2,0.8)")
+    departures.add_argument("--batch-fractions", type=float_list("--batch-fractions"),
+                            default=[1.0, 0.25],
+                            help="batch sizes as fractions of n (default 1,0.25)")
+    departures.add_argument("--schedules", default="constant,cosine,step",
+                            help="comma-separated names from constant, cosine, step, "
+                                 "inverse-time (default constant,cosine,step)")
+    departures.add_argument("--seeds", type=positive_int("--seeds"), default=3,
+                            help="training seeds per setting (default 3)")
+    departures.add_argument("--features", default="gaussian-equivalent",
+                            choices=["gaussian-equivalent", "true"],
+                            help="features trained (default gaussian-equivalent, whose "
+                                 "noise-averaged loss is exactly the closed form's)")
+    departures.add_argument("--out", type=Path, default=Path("runs/schedules-departures"),
+                            help="output folder (default runs/schedules-departures)")
+    departures.set_defaults(func=run_departures)
+
     calibrate = subparsers.add_parser(
         "calibrate", help="choose schedule parameters for an objective on the RF model",
         description="Fit tau_mem = c ψ_n^α on the random-features closed form, then choose "
@@ -159,6 +196,28 @@ def run_compare(args: argparse.Namespace) -> int:
                "final_score_error", "memorized"]
     print(format_table(result.windows[columns]))
     print(format_table(result.n_mem))
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def run_departures(args: argparse.Namespace) -> int:
+    from genwindow.io import format_table
+    from genwindow.schedules.rf_departures import (DeparturesConfig, run_departures,
+                                                   write_departures)
+
+    config = DeparturesConfig(
+        d=args.d, psi_p=args.psi_p, psi_n=args.psi_n, t=args.t, seed=args.seed,
+        tau_end=args.tau_end, lr_fractions=tuple(args.lr_fractions),
+        batch_fractions=tuple(args.batch_fractions),
+        schedules=tuple(s.strip() for s in args.schedules.split(",") if s.strip()),
+        seeds=args.seeds, features=args.features)
+    start = time.perf_counter()
+    frame, summary = run_departures(config, progress=True)
+    write_departures(frame, summary, config, args.out)
+    columns = ["schedule", "lr_fraction", "batch", "steps", "flow_score_error",
+               "sgd_score_error", "departure_finite_step", "departure_noise",
+               "tau_mem_flow", "tau_mem_sgd"]
+    print(format_table(summary[columns]))
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -335,10 +335,14 @@ def _threshold(**kwargs):
 
 
 @register("gap-threshold", _THRESHOLD_PARAMS,
-          "threshold on rel_gap = (test_loss − train_loss) / test_loss",
+          "threshold on rel_gap = (test_loss − train_loss) / test_loss (decay at 0.02, "
+          "stop at 0.04)",
           context=("total_steps",))
-def _gap_threshold(metric: str = "rel_gap", **kwargs):
-    return ThresholdController(metric=metric, **kwargs)
+def _gap_threshold(metric: str = "rel_gap", decay_level: float = 0.02,
+                   stop_level: float = 0.04, patience: int = 2, **kwargs):
+    # Defaults for rel_gap, a fraction of the held-out loss: decay at 2%, stop at 4%.
+    return ThresholdController(metric=metric, decay_level=decay_level, stop_level=stop_level,
+                               patience=patience, **kwargs)
 
 
 @register("fmem-threshold", _THRESHOLD_PARAMS, "threshold on f_mem",
