@@ -146,9 +146,11 @@ def test_samplers_with_exact_eps_reach_p0():
     eps = exact_eps_fn(mixture, alpha_bar)
     score = score_of_eps(eps, alpha_bar)
     grid = kl_time_grid(alpha_bar)
-    for sampler in ("em", "ddim"):
+    for sampler in ("em", "em-200", "ddim"):
         if sampler == "em":
             x = euler_maruyama_sample(eps, alpha_bar, 2000, mixture.d, seed=1)
+        elif sampler == "em-200":
+            x = euler_maruyama_sample(eps, alpha_bar, 2000, mixture.d, 200, seed=1)
         else:
             x = ddim_sample(eps, alpha_bar, 2000, mixture.d, num_steps=100, seed=1)
         estimate = kl_divergence(x, score, mixture, grid, seed=2)

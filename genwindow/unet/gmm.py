@@ -187,3 +187,45 @@ def gaussian_entropy(covariance: np.ndarray) -> float:
     sign, logdet = np.linalg.slogdet(2 * math.pi * math.e * np.asarray(covariance))
     assert sign > 0, "covariance must be positive definite"
     return 0.5 * float(logdet)
+
+
+# ---------------------------------------------------------------------- data source
+DEFAULT_HELD_OUT = 2048
+
+
+def _register_source():
+    # data.py imports this module lazily to register the source, so the import is here.
+    from genwindow.unet.data import DataSplit, register_data_source
+
+    @register_data_source("gmm")
+    def gmm_source(n: int, seed: int = 0, *, d: int = 8, mean=1.0, weights=(0.5, 0.5),
+                   variances=(1.0, 1.0), heldout: int | None = None,
+                   **unused) -> DataSplit:
+        """½ N(µ, σ_1² I_d) + ½ N(−µ, σ_2² I_d), µ = mean·1_d (Bonnaire et al. 2025,
+        arXiv:2505.17638, supplement B): n training points and ``heldout`` held-out points
+        (2048 by default), a pure function of (options, n, seed); the data are not centred,
+        because the exact score refers to P0 itself."""
+        extra = sorted(k for k, v in unused.items() if v is not None and k != "centre")
+        require(not extra, f"--data gmm does not take option(s) {', '.join(extra)}")
+        mixture = GaussianMixture.symmetric(d=d, mean=mean, weights=weights,
+                                            variances=variances)
+        held = DEFAULT_HELD_OUT if heldout is None else heldout
+        train, held_out = sample_split(mixture, n, held, seed)
+        return DataSplit(name="gmm", train=torch.from_numpy(train).float(),
+                         heldout=torch.from_numpy(held_out).float(), shape=(mixture.d,),
+                         mean=torch.zeros(mixture.d),
+                         info={"mixture": mixture.to_dict(), "heldout": held})
+
+    return gmm_source
+
+
+gmm_source = _register_source()
+
+
+def mixture_of_split(split) -> GaussianMixture:
+    """Return the mixture that a ``gmm`` DataSplit was drawn from (stored in its info)."""
+    info = split.info or {}
+    require("mixture" in info, f"data source {split.name!r} is not a Gaussian mixture; "
+                               f"the exact monitors need --data gmm")
+    spec = info["mixture"]
+    return GaussianMixture.from_arrays(spec["means"], spec["weights"], spec["variances"])

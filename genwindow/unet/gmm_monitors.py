@@ -252,17 +252,26 @@ def ddim_sample(eps_fn: EpsFn, alpha_bar: np.ndarray, n: int, d: int, num_steps:
 
 @torch.no_grad()
 def euler_maruyama_sample(eps_fn: EpsFn, alpha_bar: np.ndarray, n: int, d: int,
-                          seed: int = 0) -> torch.Tensor:
+                          num_steps: int | None = None, seed: int = 0) -> torch.Tensor:
     """Draw n samples by Euler–Maruyama on the reverse SDE dx = [x + 2 s(x, t)] dt' + √2 dW
-    (time running backwards) over all DDPM step times, then one Tweedie denoising step
-    x0 = e^{t_0}(x + Δ_{t_0} s) at the smallest time; returns float64 (n, d)."""
+    (time running backwards) from N(0, I_d) at the last DDPM step time.
+
+    The steps visit ``num_steps`` DDPM step times evenly spaced in index (all of them when
+    None, the 1,000 steps of Bonnaire et al. 2025). One Tweedie denoising step
+    x0 = e^{t_0}(x + Δ_{t_0} s) at the smallest time ends the run; returns float64 (n, d).
+    """
+    total = len(alpha_bar)
+    num_steps = total if num_steps is None else num_steps
+    require(2 <= num_steps <= total,
+            f"Euler–Maruyama steps must be in 2 … {total}, got {num_steps}")
     times = ddpm_times(alpha_bar)
+    index = np.unique(np.linspace(0, total - 1, num_steps).round().astype(int))
     generator = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, d, dtype=torch.float64, generator=generator)
-    for k in range(len(times) - 1, 0, -1):
-        h = float(times[k] - times[k - 1])
-        eps = eps_fn(x, torch.full((n,), k, dtype=torch.long)).to(torch.float64)
-        score = -eps / math.sqrt(1 - alpha_bar[k])
+    for upper, lower in zip(index[:0:-1], index[-2::-1]):
+        h = float(times[upper] - times[lower])
+        eps = eps_fn(x, torch.full((n,), int(upper), dtype=torch.long)).to(torch.float64)
+        score = -eps / math.sqrt(1 - alpha_bar[upper])
         noise = torch.randn(n, d, dtype=torch.float64, generator=generator)
         x = x + h * (x + 2 * score) + math.sqrt(2 * h) * noise
     eps = eps_fn(x, torch.zeros(n, dtype=torch.long)).to(torch.float64)

@@ -1,0 +1,184 @@
+"""Timescales and fits from the logs of Gaussian-mixture runs (``genwindow gmm sweep``).
+
+tau_gen: the first evaluation step whose KL divergence is statistically indistinguishable
+from the run's minimum (KL − 2 SE ≤ KL_min + 2 SE_min); the onset lies after the evaluation
+before it. tau_mem: the step at which f_mem crosses a level (10% by default), interpolated
+linearly in log step between evaluations; its interval runs from where the upper end of the
+95% interval of f_mem crosses the level to where the lower end does. A run that never
+reaches the level has tau_mem = NaN and a lower bound at its last step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+EXTRA_LEVELS = (0.01, 0.05, 0.1, 0.3)   # further f_mem levels reported beside the main one
+
+
+def crossing_step(steps, values, level: float) -> float:
+    """Return the step at which ``values`` first reaches ``level``, interpolated linearly in
+    log step between the two evaluations around it; NaN when it never does."""
+    steps = np.asarray(steps, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    above = np.flatnonzero(values >= level)
+    if len(above) == 0:
+        return float("nan")
+    i = int(above[0])
+    if i == 0 or steps[i - 1] <= 0:
+        return float(steps[i])
+    x0, x1 = math.log(steps[i - 1]), math.log(steps[i])
+    fraction = (level - values[i - 1]) / (values[i] - values[i - 1])
+    return float(math.exp(x0 + fraction * (x1 - x0)))
+
+
+def tau_gen_kl(steps, kl, kl_se) -> tuple[float, float]:
+    """Return (tau_gen, previous evaluation step) from a KL curve with standard errors."""
+    steps, kl, kl_se = (np.asarray(a, dtype=np.float64) for a in (steps, kl, kl_se))
+    keep = np.isfinite(kl)
+    steps, kl, kl_se = steps[keep], kl[keep], kl_se[keep]
+    if len(kl) == 0:
+        return float("nan"), float("nan")
+    best = int(np.argmin(kl))
+    reached = np.flatnonzero(kl - 2 * kl_se <= kl[best] + 2 * kl_se[best])
+    first = int(reached[0])
+    return float(steps[first]), float(steps[first - 1]) if first > 0 else 0.0
+
+
+def summarise_run(config: dict, frame, level: float | None = None) -> dict:
+    """Return one row of timescales and end-of-budget values for one run's log."""
+    level = config.get("fmem_level", 0.1) if level is None else level
+    evals = frame.dropna(subset=["kl"]).sort_values("step")
+    steps = evals["step"].to_numpy()
+    tau_gen, tau_gen_prev = tau_gen_kl(steps, evals["kl"], evals["kl_se"])
+    tau_mem = crossing_step(steps, evals["f_mem"], level)
+    early = crossing_step(steps, evals["f_mem_high"], level)
+    late = crossing_step(steps, evals["f_mem_low"], level)
+    last = evals.iloc[-1]
+    lr_time = np.interp(tau_mem, frame["step"], frame["lr_time"]) \
+        if math.isfinite(tau_mem) else float("nan")
+    window_end = min(tau_mem, last["step"]) if math.isfinite(tau_mem) else last["step"]
+    return {
+        "n": config["n"], "seed": config["seed"], "width": config["width"],
+        "schedule": config["schedule"], "steps": int(last["step"]),
+        "budget": config["steps"],
+        "tau_gen": tau_gen, "tau_gen_prev": tau_gen_prev,
+        "kl_min": float(evals["kl"].min()),
+        "tau_mem": tau_mem, "tau_mem_low": early, "tau_mem_high": late,
+        "tau_mem_lr_time": float(lr_time),
+        **{f"tau_mem_{round(100 * extra)}pct": crossing_step(steps, evals["f_mem"], extra)
+           for extra in EXTRA_LEVELS},
+        "steps_in_window": float(max(0.0, window_end - tau_gen)),
+        "kl_end": float(last["kl"]), "kl_end_se": float(last["kl_se"]),
+        "f_mem_end": float(last["f_mem"]),
+        "score_error_min": float(frame["score_error"].min()),
+        "score_error_end": float(frame["score_error"].iloc[-1]),
+        "train_seconds": float(frame["train_seconds"].iloc[-1]),
+        "monitor_seconds": float(frame["monitor_seconds"].iloc[-1]),
+    }
+
+
+def fit_exponent(x, y) -> dict:
+    """Fit y = c · x^exponent on log-log axes over finite positive points, with the
+    standard error of the slope (NaN with fewer than three points)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y) & (y > 0)
+    points = int(keep.sum())
+    if len(np.unique(x[keep])) < 2:
+        return {"exponent": float("nan"), "exponent_se": float("nan"), "points": points}
+    lx, ly = np.log(x[keep]), np.log(y[keep])
+    slope, intercept = np.polyfit(lx, ly, 1)
+    se = float("nan")
+    if points > 2:
+        residual = ly - (slope * lx + intercept)
+        se = float(np.sqrt(residual @ residual / (points - 2) / ((lx - lx.mean()) ** 2).sum()))
+    return {"exponent": float(slope), "exponent_se": se, "prefactor": float(np.exp(intercept)),
+            "points": points}
+
+
+def load_runs(folder: str | Path):
+    """Return [(config, frame)] for every finished run under ``folder``."""
+    import pandas as pd
+
+    runs = []
+    for path in sorted(Path(folder).glob("*/metrics.csv")):
+        config = json.loads((path.parent / "config.json").read_text())
+        runs.append((config, pd.read_csv(path)))
+    return runs
+
+
+def write_summary(folder: str | Path) -> dict:
+    """Write summary.csv, fits.json and figures for the runs under ``folder``."""
+    import pandas as pd
+
+    from genwindow.io import format_table, write_csv, write_json
+
+    folder = Path(folder)
+    runs = load_runs(folder)
+    if not runs:
+        print(f"no finished runs under {folder}")
+        return {}
+    table = pd.DataFrame([summarise_run(c, f) for c, f in runs])
+    write_csv(folder / "summary.csv", table)
+
+    fits = {}
+    for (width, schedule), group in table.groupby(["width", "schedule"]):
+        fits[f"tau_mem~n W={width} {schedule}"] = fit_exponent(group["n"], group["tau_mem"])
+        fits[f"tau_gen~n W={width} {schedule}"] = fit_exponent(group["n"], group["tau_gen"])
+    for (n, schedule), group in table.groupby(["n", "schedule"]):
+        if group["width"].nunique() >= 2:
+            fits[f"tau_mem~W n={n} {schedule}"] = fit_exponent(group["width"],
+                                                               group["tau_mem"])
+    write_json(folder / "fits.json", fits)
+    _plot(runs, table, folder)
+    columns = ["n", "seed", "width", "schedule", "steps", "tau_gen", "kl_min", "tau_mem",
+               "tau_mem_low", "tau_mem_high", "kl_end", "f_mem_end"]
+    print(format_table(table[columns]))
+    for name, fit in fits.items():
+        print(f"{name}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f} "
+              f"({fit['points']} points)")
+    return fits
+
+
+def _plot(runs, table, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from genwindow.io import save_figure
+
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for config, frame in runs:
+        evals = frame.dropna(subset=["kl"])
+        evals = evals[evals["step"] > 0]
+        label = f"n={config['n']} W={config['width']} s={config['seed']} {config['schedule']}"
+        axes[0].errorbar(evals["step"], evals["kl"], yerr=2 * evals["kl_se"], label=label,
+                         capsize=2, marker=".")
+        axes[1].plot(evals["step"], evals["f_mem"], marker=".", label=label)
+        axes[2].plot(frame["step"][frame["step"] > 0], frame["score_error"][frame["step"] > 0],
+                     label=label)
+    axes[0].set(xscale="log", yscale="symlog", xlabel="step", ylabel="KL(P_gen ‖ P0) [nats]")
+    axes[1].set(xscale="log", xlabel="step", ylabel="f_mem")
+    axes[2].set(xscale="log", yscale="log", xlabel="step",
+                ylabel="score error E‖ε_θ − ε*‖²/d")
+    axes[1].legend(fontsize=6)
+    save_figure(fig, folder / "curves.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for (width, schedule), group in table.groupby(["width", "schedule"]):
+        yerr = np.vstack([group["tau_mem"] - group["tau_mem_low"],
+                          group["tau_mem_high"] - group["tau_mem"]])
+        ax.errorbar(group["n"], group["tau_mem"], yerr=np.nan_to_num(yerr), marker="o",
+                    linestyle="", capsize=3, label=f"tau_mem W={width} {schedule}")
+        ax.plot(group["n"], group["tau_gen"], marker="s", linestyle="",
+                label=f"tau_gen W={width} {schedule}")
+    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="step")
+    ax.legend(fontsize=6)
+    save_figure(fig, folder / "timescales.png")

@@ -1,0 +1,205 @@
+"""``genwindow gmm``: train on the Gaussian mixture with exact monitors, sweep, summarise.
+
+    genwindow gmm run --preset cpu-gmm --n 128 --steps 20000 --out runs/gmm/n128
+    genwindow gmm sweep --n 128,256,512 --seeds 0,1 --out runs/gmm/sweep
+    genwindow gmm summary runs/gmm/sweep
+    genwindow gmm train --n 128 --out runs/gmm/trainer-n128
+
+``run`` and ``sweep`` use a lean loop without resume state (``genwindow.unet.gmm_run``);
+``train`` uses the diffusion trainer with checkpoints, snapshots and resume
+(``genwindow.unet.gmm_trainer``). Both train the same network on the same loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from genwindow.cli_options import int_list, positive_float, positive_int
+
+RUN_OPTIONS = (
+    ("--d", positive_int("--d"), "data dimension"),
+    ("--n", positive_int("--n"), "training points"),
+    ("--seed", int, "seed of data, initialisation and noise"),
+    ("--width", positive_int("--width"), "MLP width W"),
+    ("--blocks", positive_int("--blocks"), "residual blocks"),
+    ("--optimizer", str, "sgd (momentum) or adam"),
+    ("--lr", positive_float("--lr"), "base learning rate"),
+    ("--momentum", float, "SGD momentum"),
+    ("--steps", positive_int("--steps"), "step budget"),
+    ("--schedule", str, "learning-rate schedule or controller spec (genwindow.schedules)"),
+    ("--evals", positive_int("--evals"), "log-spaced steps that measure f_mem and KL"),
+    ("--first-eval", positive_int("--first-eval"), "first log-spaced evaluation step"),
+    ("--heldout", positive_int("--heldout"), "held-out points for test_loss"),
+    ("--monitor-every", positive_int("--monitor-every"),
+     "steps between loss and score-error measurements"),
+    ("--samples", positive_int("--samples"), "generated samples for f_mem and KL"),
+    ("--sampler", str, "em (Euler–Maruyama) or ddim"),
+    ("--sampler-steps", positive_int("--sampler-steps"), "sampler steps"),
+    ("--kl-times", positive_int("--kl-times"), "diffusion times of the entropy integral"),
+    ("--fmem-level", positive_float("--fmem-level"), "f_mem level that defines tau_mem"),
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("gmm", help="Gaussian-mixture experiment with exact "
+                                               "score, KL and f_mem")
+    commands = parser.add_subparsers(dest="gmm_command", metavar="ACTION", required=True)
+
+    run = commands.add_parser("run", help="train one network and log its exact monitors")
+    _add_run_options(run)
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--dry-run", action="store_true", help="print the configuration only")
+    run.set_defaults(func=_run)
+
+    sweep = commands.add_parser("sweep", help="runs over n × seed × width × schedule, then "
+                                              "the summary")
+    _add_run_options(sweep, exclude=("--n", "--seed", "--width", "--schedule", "--steps"))
+    sweep.add_argument("--n", dest="n_list", type=int_list("--n"), default=[128, 256, 512],
+                       help="training-set sizes, comma-separated")
+    sweep.add_argument("--seeds", type=int_list("--seeds"), default=[0],
+                       help="seeds, comma-separated")
+    sweep.add_argument("--widths", type=int_list("--widths"), default=None,
+                       help="MLP widths, comma-separated (default: the preset's)")
+    sweep.add_argument("--schedules", default=None,
+                       help="schedule specs separated by ';' (default: the preset's)")
+    sweep.add_argument("--steps", type=positive_int("--steps"), default=None,
+                       help="step budget for n = 128; other n get it times n/128")
+    sweep.add_argument("--max-steps", type=positive_int("--max-steps"), default=None,
+                       help="cap on the step budget of any run")
+    sweep.add_argument("--out", required=True, help="output folder; one subfolder per run")
+    sweep.set_defaults(func=_sweep)
+
+    trainer = commands.add_parser(
+        "train", help="train with the diffusion trainer (checkpoints, resume, snapshots) "
+                      "and the exact monitors")
+    trainer.add_argument("--preset", default="cpu-gmm", choices=("cpu-gmm", "cpu-gmm-adam"),
+                         help="trainer configuration to start from (default cpu-gmm)")
+    trainer.add_argument("--n", type=positive_int("--n"), default=None, help="training points")
+    trainer.add_argument("--seed", type=int, default=None, help="seed")
+    trainer.add_argument("--width", type=positive_int("--width"), default=None,
+                         help="MLP width W")
+    trainer.add_argument("--lr", type=positive_float("--lr"), default=None,
+                         help="base learning rate")
+    trainer.add_argument("--steps", type=positive_int("--steps"), default=None,
+                         help="step budget")
+    trainer.add_argument("--schedule", default=None, help="schedule or controller spec")
+    trainer.add_argument("--samples", type=positive_int("--samples"), default=None,
+                         help="generated samples for f_mem and KL")
+    trainer.add_argument("--d", type=positive_int("--d"), default=8, help="data dimension")
+    trainer.add_argument("--exact-every", type=positive_int("--exact-every"), default=500,
+                         help="steps between exact loss and score-error measurements")
+    trainer.add_argument("--sampler", choices=("em", "ddim"), default="em",
+                         help="sampler of the f_mem and KL monitor")
+    trainer.add_argument("--sampler-steps", type=positive_int("--sampler-steps"),
+                         default=1000, help="sampler steps")
+    trainer.add_argument("--out", required=True, help="run folder; rerun to resume")
+    trainer.set_defaults(func=_train)
+
+    summary = commands.add_parser("summary", help="tau_gen, tau_mem and fits of a sweep")
+    summary.add_argument("folder", help="folder written by `genwindow gmm sweep`")
+    summary.set_defaults(func=_summary)
+
+
+def _add_run_options(parser, exclude=()) -> None:
+    parser.add_argument("--preset", default="cpu-gmm", help="named configuration to start "
+                                                            "from (default cpu-gmm)")
+    for flag, kind, text in RUN_OPTIONS:
+        if flag not in exclude:
+            parser.add_argument(flag, type=kind, default=None, help=text)
+
+
+def _config(args, **overrides):
+    from genwindow.errors import ConfigError
+    from genwindow.unet.gmm_run import PRESETS, with_options
+
+    if args.preset not in PRESETS:
+        raise ConfigError(f"--preset {args.preset!r} is unknown; choose one of "
+                          f"{', '.join(PRESETS)}")
+    options = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"), None)
+               for flag, _, _ in RUN_OPTIONS}
+    options.update(overrides)
+    return with_options(PRESETS[args.preset], **options).check()
+
+
+def _print_row(row) -> None:
+    text = (f"step {row['step']:>7}  lr×{row['lr_factor']:.3g}  train {row['train_loss']:.4f}"
+            f"  test {row['test_loss']:.4f}  score_err {row['score_error']:.4f}")
+    if "kl" in row:
+        text += (f"  KL {row['kl']:.3f}±{row['kl_se']:.3f}  f_mem {row['f_mem']:.3f}")
+    print(text, flush=True)
+
+
+def _run(args) -> int:
+    from dataclasses import asdict
+
+    import torch
+
+    from genwindow.unet.gmm_run import run_gmm
+
+    config = _config(args)
+    if args.dry_run:
+        for key, value in asdict(config).items():
+            print(f"{key:>14} = {value}")
+        return 0
+    torch.set_num_threads(1)
+    run_gmm(config, args.out, progress=_print_row)
+    return 0
+
+
+def _train(args) -> int:
+    import torch
+
+    from genwindow.unet.config import apply_overrides
+    from genwindow.unet.gmm_trainer import CPU_GMM, CPU_GMM_ADAM, train_gmm
+
+    base = CPU_GMM if args.preset == "cpu-gmm" else CPU_GMM_ADAM
+    config = apply_overrides(base, {"n": args.n, "seed": args.seed, "width": args.width,
+                                    "lr": args.lr, "steps": args.steps,
+                                    "schedule": args.schedule, "samples": args.samples})
+    torch.set_num_threads(1)
+    result = train_gmm(config, args.out, d=args.d, exact_every=args.exact_every,
+                       sampler=args.sampler, sampler_steps=args.sampler_steps)
+    print(f"{result.status}: {result.message}")
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+def _sweep(args) -> int:
+    import torch
+
+    from genwindow.unet.gmm_analysis import write_summary
+    from genwindow.unet.gmm_run import run_gmm
+    from pathlib import Path
+
+    torch.set_num_threads(1)
+    base = _config(args)
+    widths = args.widths or [base.width]
+    schedules = [s for s in (args.schedules or base.schedule).split(";") if s.strip()]
+    folder = Path(args.out)
+    for width in widths:
+        for schedule in schedules:
+            for n in args.n_list:
+                for seed in args.seeds:
+                    steps = round((args.steps or base.steps) * n / 128)
+                    if args.max_steps:
+                        steps = min(steps, args.max_steps)
+                    config = _config(args, n=n, seed=seed, width=width, schedule=schedule,
+                                     steps=steps)
+                    name = f"W{width}_{_slug(schedule)}_n{n}_s{seed}"
+                    if (folder / name / "metrics.csv").exists():
+                        print(f"{name}: done already, skipped", flush=True)
+                        continue
+                    print(f"{name}: {steps} steps", flush=True)
+                    run_gmm(config, folder / name, progress=_print_row)
+    write_summary(folder)
+    return 0
+
+
+def _summary(args) -> int:
+    from genwindow.unet.gmm_analysis import write_summary
+
+    write_summary(args.folder)
+    return 0
+
+
+def _slug(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in spec)

@@ -1,0 +1,140 @@
+"""Gaussian-mixture runs: the lean loop, the trainer integration, the CLI and the summary."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genwindow.cli import main
+from genwindow.errors import ConfigError
+from genwindow.unet.data import load_data
+from genwindow.unet.gmm import GaussianMixture, mixture_of_split
+from genwindow.unet.gmm_analysis import crossing_step, fit_exponent, tau_gen_kl
+from genwindow.unet.gmm_run import GMMRunConfig, eval_steps, run_gmm, wilson_interval
+
+TINY = GMMRunConfig(n=16, steps=60, evals=2, first_eval=30, monitor_every=20, samples=100,
+                    sampler_steps=20, kl_times=8, heldout=64)
+TINY_ARGS = ["--evals", "2", "--first-eval", "30", "--monitor-every", "20", "--samples",
+             "100", "--sampler-steps", "20", "--kl-times", "8", "--heldout", "64"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_gmm_source_matches_mixture():
+    split = load_data("gmm", 32, seed=5, d=3, mean=2.0, heldout=10)
+    assert split.train.shape == (32, 3) and split.heldout.shape == (10, 3)
+    mixture = mixture_of_split(split)
+    assert mixture == GaussianMixture.symmetric(d=3, mean=2.0)
+    expected = mixture.sample(32, 5, stream=0)
+    assert torch.equal(split.train, torch.from_numpy(expected).float())
+    with pytest.raises(ConfigError, match="size"):
+        load_data("gmm", 8, seed=0, size=8)
+
+
+def test_run_logs_monitors_and_is_reproducible():
+    first = run_gmm(TINY)
+    second = run_gmm(TINY)
+    assert first["step"].tolist() == [0, 20, 30, 40, 60]
+    assert set(eval_steps(TINY)) == {0, 30, 60}
+    evaluated = first.dropna(subset=["kl"])
+    assert evaluated["step"].tolist() == [0, 30, 60]
+    assert np.allclose(first["train_loss"], second["train_loss"], rtol=0, atol=0)
+    assert np.allclose(evaluated["kl"], second.dropna(subset=["kl"])["kl"], rtol=0, atol=0)
+    assert first["train_loss"].iloc[-1] < first["train_loss"].iloc[0]
+    assert first["lr_time"].tolist() == [0, 20, 30, 40, 60]
+    assert np.allclose(first["gen_gap"], first["test_loss"] - first["train_loss"])
+
+
+def test_schedule_controls_rate_and_stop():
+    spec = "threshold:metric=score_error,decay_level=0,stop_level=0,decay=0.5"
+    frame = run_gmm(GMMRunConfig(**{**TINY.__dict__, "schedule": spec}))
+    # score_error > 0 at step 0, so the controller halves the rate and stops after step 0.
+    assert frame["step"].tolist() == [0, 1]
+    assert frame["lr_time"].iloc[-1] == pytest.approx(0.5)
+
+
+def test_run_writes_files(tmp_path):
+    run_gmm(TINY, tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["n"] == 16 and config["mixture"]["weights"] == [0.5, 0.5]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 5
+    assert (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="--optimizer"):
+        GMMRunConfig(optimizer="rmsprop").check()
+    with pytest.raises(ConfigError, match="--sampler"):
+        GMMRunConfig(sampler="heun").check()
+    with pytest.raises(ConfigError, match="--n"):
+        GMMRunConfig(n=1).check()
+    with pytest.raises(ConfigError, match="--momentum"):
+        GMMRunConfig(momentum=1.0).check()
+
+
+def test_cli_run_sweep_summary(tmp_path, capsys):
+    assert main(["gmm", "run", "--out", str(tmp_path / "dry"), "--dry-run"]) == 0
+    assert "width = 128" in capsys.readouterr().out
+    folder = tmp_path / "sweep"
+    assert main(["gmm", "sweep", "--n", "16,32", "--steps", "40", "--out", str(folder),
+                 *TINY_ARGS]) == 0
+    assert sorted(p.name for p in folder.glob("W128_*")) == ["W128_constant_n16_s0",
+                                                             "W128_constant_n32_s0"]
+    for name in ("summary.csv", "fits.json", "curves.png", "timescales.png"):
+        assert (folder / name).exists(), name
+    assert main(["gmm", "summary", str(folder)]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gmm", "run", "--out", "x", "--optimizer", "rmsprop"], "--optimizer"),
+    (["gmm", "run", "--out", "x", "--preset", "gpu"], "--preset"),
+    (["gmm", "sweep", "--out", "x", "--n", "a,b"], "--n"),
+    (["gmm", "run", "--out", "x", "--lr", "-1"], "--lr"),
+])
+def test_cli_bad_values_exit_with_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_train_uses_trainer(tmp_path):
+    out = tmp_path / "trained"
+    assert main(["gmm", "train", "--n", "8", "--steps", "20", "--samples", "50",
+                 "--sampler-steps", "10", "--exact-every", "10", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    monitor = [r for r in records if r["kind"] == "monitor"]
+    assert {"score_error", "gen_gap", "kl", "f_mem"} <= set().union(*monitor)
+    assert json.loads((out / "config.json").read_text())["batch"] == 8
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
+def test_crossing_and_tau_gen():
+    steps = np.array([0, 100, 1000, 10000])
+    assert crossing_step(steps, [0, 0.0, 0.1, 0.3], 0.2) == pytest.approx(math.sqrt(1e7))
+    assert math.isnan(crossing_step(steps, [0, 0, 0, 0.01], 0.02))
+    tau, previous = tau_gen_kl(steps, [50.0, 3.0, 0.2, 0.1], [5.0, 0.5, 0.05, 0.05])
+    assert (tau, previous) == (1000.0, 100.0)
+
+
+def test_fit_exponent_recovers_power_law():
+    n = np.array([128, 256, 512, 1024])
+    fit = fit_exponent(n, 3.0 * n**1.2 * np.array([1.01, 0.99, 1.0, 1.02]))
+    assert abs(fit["exponent"] - 1.2) < 0.05
+    assert fit["exponent_se"] < 0.05
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(0.0, 1000)
+    assert low == 0.0 and 0.003 < high < 0.005
+    low, high = wilson_interval(0.5, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * 0.05, rel=0.03)
