@@ -138,3 +138,16 @@ def test_wilson_interval():
     assert low == 0.0 and 0.003 < high < 0.005
     low, high = wilson_interval(0.5, 100)
     assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * 0.05, rel=0.03)
+
+
+def test_time_change_check_identity():
+    from genwindow.unet.gmm_analysis import time_change_check
+
+    config = dict(TINY.__dict__)
+    frame = run_gmm(TINY)
+    table = time_change_check([(config, frame)], (config, frame))
+    row = table.iloc[0]
+    assert row["lr_time_end"] == 60
+    assert row["score_error_end"] == pytest.approx(row["score_error_const_at_T"], abs=1e-12)
+    assert row["f_mem_end"] == pytest.approx(row["f_mem_const_at_T"], abs=1e-12)
+    assert row["kl_end"] == pytest.approx(row["kl_const_at_T"], rel=1e-12)

@@ -97,6 +97,9 @@ def register(subparsers) -> None:
 
     summary = commands.add_parser("summary", help="tau_gen, tau_mem and fits of a sweep")
     summary.add_argument("folder", help="folder written by `genwindow gmm sweep`")
+    summary.add_argument("--reference", default=None,
+                         help="a constant-rate run folder: compare every run with it at the "
+                              "same training time Σ lr factors (writes time_change.csv)")
     summary.set_defaults(func=_summary)
 
 
@@ -198,7 +201,29 @@ def _summary(args) -> int:
     from genwindow.unet.gmm_analysis import write_summary
 
     write_summary(args.folder)
+    if args.reference:
+        _time_change(args.folder, args.reference)
     return 0
+
+
+def _time_change(folder, reference) -> None:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from genwindow.errors import ConfigError
+    from genwindow.io import format_table, write_csv
+    from genwindow.unet.gmm_analysis import load_runs, time_change_check
+
+    path = Path(reference)
+    if not (path / "metrics.csv").exists():
+        raise ConfigError(f"--reference {reference}: no metrics.csv; give the folder of a "
+                          f"finished `genwindow gmm run`")
+    ref = (json.loads((path / "config.json").read_text()), pd.read_csv(path / "metrics.csv"))
+    table = time_change_check(load_runs(folder), ref)
+    write_csv(Path(folder) / "time_change.csv", table)
+    print(format_table(table))
 
 
 def _slug(spec: str) -> str:

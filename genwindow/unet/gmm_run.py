@@ -5,7 +5,7 @@ from the ``gmm`` source, the DDPM forward process (linear betas 1e−4 … 2e−
 residual MLP of three blocks of width W with a sinusoidal time embedding, full-batch SGD with
 momentum 0.95 and learning rate 6e−3 (or Adam 6e−4). Every step draws a fresh DDPM step and
 noise for each training point. A schedule of genwindow.schedules sets the learning-rate
-factor of every step and may stop the run; it sees train_loss, test_loss, gen_gap and
+factor of every step and may stop the run. It receives train_loss, test_loss, gen_gap and
 score_error every ``monitor_every`` steps, and f_mem at the evaluation steps.
 """
 
@@ -142,7 +142,7 @@ def run_gmm(config: GMMRunConfig, out: str | Path | None = None, progress=None):
     stopped = False
     step = 0
     while True:
-        # Monitors at this step (before its update); the schedule sees what they measured.
+        # Monitors at this step (before its update); the schedule receives what they measured.
         metrics = {}
         final = step == config.steps or stopped
         if step % config.monitor_every == 0 or step in evals or final:
