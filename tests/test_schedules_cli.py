@@ -70,7 +70,20 @@ def test_departures_small_run(tmp_path):
     assert (out / "sgd_score_error_vs_tau.png").exists()
 
 
+def test_sgd_budget_small_run(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["schedules", "sgd-budget", "--d", "10", "--psi-p", "2", "--psi-n", "1,2",
+                 "--budget", "60", "--lr-fractions", "0.2", "--batch-fractions", "1",
+                 "--seeds", "1", "--out", str(out)]) == 0
+    frame = pd.read_csv(out / "sgd_budget.csv")
+    assert set(frame.method) == {"gradient flow", "SGD batch 1·n"}
+    assert len(frame) == 4
+    n_mem = pd.read_csv(out / "sgd_budget_n_mem.csv")
+    assert len(n_mem) == 2
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["schedules", "sgd-budget", "--schedule", "gap-threshold"], "must be a learning-rate"),
     (["schedules", "departures", "--lr-fractions", "1.5"], "--lr-fractions must lie in"),
     (["schedules", "departures", "--schedules", "warp"], "--schedules: unknown"),
     (["schedules", "compare", "--schedules", "warp"], "unknown schedule 'warp'"),

@@ -1,4 +1,4 @@
-"""``genwindow schedules list | compare | departures`` and ``genwindow calibrate``."""
+"""``genwindow schedules list | compare | departures | sgd-budget`` and ``genwindow calibrate``."""
 
 from __future__ import annotations
 
@@ -130,6 +130,37 @@ def register(subparsers) -> None:
                             help="output folder (default runs/schedules-departures)")
     departures.set_defaults(func=run_departures)
 
+    sweep = commands.add_parser(
+        "sgd-budget", help="window and n_mem(S) of real SGD at several rates",
+        description="Train the RF model for real for a fixed number of steps at several base "
+                    "rates and dataset sizes, full and mini-batch, and read steps in the "
+                    "window, the final score error and n_mem(S) beside gradient flow at the "
+                    "same rates.")
+    sweep.add_argument("--d", type=positive_int("--d"), default=20,
+                       help="input dimension d (default 20)")
+    sweep.add_argument("--psi-p", type=positive_float("--psi-p"), default=4.0,
+                       help="ψ_p = p/d (default 4)")
+    sweep.add_argument("--psi-n", type=float_list("--psi-n"), default=[1.0, 2.0, 4.0, 8.0],
+                       help="ψ_n = n/d values (default 1,2,4,8)")
+    sweep.add_argument("--t", type=positive_float("--t"), default=0.1,
+                       help="diffusion time t (default 0.1)")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of W, X, Ω (default 0)")
+    sweep.add_argument("--budget", type=positive_int("--budget"), default=400,
+                       help="step budget S (default 400)")
+    sweep.add_argument("--lr-fractions", type=float_list("--lr-fractions"),
+                       default=[0.05, 0.2, 0.8],
+                       help="base rates as fractions of the largest stable rate "
+                            "(default 0.05,0.2,0.8)")
+    sweep.add_argument("--batch-fractions", type=float_list("--batch-fractions"),
+                       default=[1.0, 0.25], help="batch sizes as fractions of n (default 1,0.25)")
+    sweep.add_argument("--schedule", default="constant",
+                       help="learning-rate shape spec (default constant)")
+    sweep.add_argument("--seeds", type=positive_int("--seeds"), default=3,
+                       help="training seeds per setting (default 3)")
+    sweep.add_argument("--out", type=Path, default=Path("runs/schedules-sgd-budget"),
+                       help="output folder (default runs/schedules-sgd-budget)")
+    sweep.set_defaults(func=run_sgd_budget)
+
     calibrate = subparsers.add_parser(
         "calibrate", help="choose schedule parameters for an objective on the RF model",
         description="Fit tau_mem = c ψ_n^α on the random-features closed form, then choose "
@@ -218,6 +249,34 @@ def run_departures(args: argparse.Namespace) -> int:
                "sgd_score_error", "departure_finite_step", "departure_noise",
                "tau_mem_flow", "tau_mem_sgd"]
     print(format_table(summary[columns]))
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def run_sgd_budget(args: argparse.Namespace) -> int:
+    from genwindow.io import format_table, write_csv, write_json
+    from genwindow.schedules.registry import make_schedule
+    from genwindow.schedules.rf_departures import (BudgetSweepConfig, budget_sweep_n_mem,
+                                                   run_budget_sweep)
+    from genwindow.schedules.shapes import Shape
+
+    from genwindow.errors import require
+
+    require(isinstance(make_schedule(args.schedule, total_steps=args.budget), Shape),
+            f"--schedule: {args.schedule!r} must be a learning-rate shape, not a controller")
+    config = BudgetSweepConfig(d=args.d, psi_p=args.psi_p, psi_n=tuple(sorted(args.psi_n)),
+                               t=args.t, seed=args.seed, budget=args.budget,
+                               lr_fractions=tuple(args.lr_fractions),
+                               batch_fractions=tuple(args.batch_fractions),
+                               schedule=args.schedule, seeds=args.seeds)
+    start = time.perf_counter()
+    frame = run_budget_sweep(config, progress=True)
+    n_mem = budget_sweep_n_mem(frame)
+    write_csv(args.out / "sgd_budget.csv", frame)
+    write_csv(args.out / "sgd_budget_n_mem.csv", n_mem)
+    write_json(args.out / "config.json", config.__dict__)
+    print(format_table(frame.drop(columns=["n"])))
+    print(format_table(n_mem))
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -224,6 +224,7 @@ def plot_compare(result: CompareResult, out) -> list:
                    ylabel=label)
             if level is not None:
                 ax.axhline(level, color="grey", lw=0.8, ls="--")
+        _legend_outside(axes[0][-1])
         save_figure(fig, out / name)
         written.append(out / name)
 
@@ -235,6 +236,7 @@ def plot_compare(result: CompareResult, out) -> list:
                      legend=ax is axes[0][-1], estimator=None, sort=True)
         ax.set(xscale="log", yscale="log", title=f"ψ_n = {psi_n:g}",
                xlabel="τ = step_tau · T(step)", ylabel="score error")
+    _legend_outside(axes[0][-1])
     save_figure(fig, out / "score_error_vs_tau.png")
     written.append(out / "score_error_vs_tau.png")
 
@@ -243,6 +245,12 @@ def plot_compare(result: CompareResult, out) -> list:
                  marker="o", ax=ax)
     ax.set(xscale="log", xlabel="ψ_n = n / d", ylabel=f"steps in window (budget "
                                                       f"{config.budget})")
+    _legend_outside(ax)
     save_figure(fig, out / "window_vs_psi_n.png")
     written.append(out / "window_vs_psi_n.png")
     return written
+
+
+def _legend_outside(ax) -> None:
+    if ax.get_legend() is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)

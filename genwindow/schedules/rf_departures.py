@@ -215,3 +215,118 @@ def write_departures(frame: pd.DataFrame, summary: pd.DataFrame, config: Departu
                    title=f"full batch, lr = {lr_fraction:g} × stable max")
         axes[0][0].set_ylabel(column.replace("_", " "))
         save_figure(fig, out / name)
+
+
+@dataclass(frozen=True)
+class BudgetSweepConfig:
+    """Real training under one step budget at several base rates and dataset sizes."""
+
+    d: int = 20
+    psi_p: float = 4.0
+    psi_n: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    t: float = 0.1
+    seed: int = 0
+    budget: int = 400
+    lr_fractions: tuple[float, ...] = (0.05, 0.2, 0.8)
+    batch_fractions: tuple[float, ...] = (1.0, 0.25)
+    schedule: str = "constant"
+    seeds: int = 3
+    gen_tolerance: float = 0.05
+    mem_threshold: float = 0.05
+    points: int = 60
+
+    def __post_init__(self):
+        require(self.budget >= 1, f"--budget: need at least 1 step, got {self.budget}")
+        require(all(0 < f < 1 for f in self.lr_fractions),
+                f"--lr-fractions must lie in (0, 1) (1 is the stability edge), got "
+                f"{list(self.lr_fractions)}")
+        require(all(0 < f <= 1 for f in self.batch_fractions),
+                f"--batch-fractions must lie in (0, 1], got {list(self.batch_fractions)}")
+
+
+def _first_record(steps: np.ndarray, hits: np.ndarray) -> float:
+    index = np.nonzero(hits)[0]
+    return float(steps[index[0]]) if index.size else math.nan
+
+
+def run_budget_sweep(config: BudgetSweepConfig, progress: bool = False) -> pd.DataFrame:
+    """Return window metrics in steps for real training and for gradient flow, per setting.
+
+    The base rate is a fraction of the largest stable rate of the largest ψ_n (one rate for
+    all ψ_n, as in a real sweep over dataset sizes). Generalizing and memorizing use the
+    gradient-flow criteria of ``WindowCriteria``, read on the seed-mean curves at the
+    recorded steps, so steps are resolved to the record grid.
+    """
+    from genwindow.rfm.closed_form import ClosedForm
+    from genwindow.rfm.instance import sample_instance
+    from genwindow.rfm.matrices import build_matrices
+    from genwindow.rfm.scheduled import WindowCriteria, timescales
+    from genwindow.rfm.training import max_stable_lr, train_rf
+
+    criteria = WindowCriteria(config.gen_tolerance, "rel_gap", config.mem_threshold)
+    problems = []
+    for psi_n in config.psi_n:
+        inst = sample_instance(d=config.d, psi_p=config.psi_p, psi_n=psi_n, t=config.t,
+                               seed=config.seed)
+        matrices = build_matrices(inst, "gaussian-equivalent")
+        cf = ClosedForm.from_matrices(matrices)
+        problems.append((psi_n, inst, matrices, cf, timescales(cf, criteria)))
+    lr_max = min(max_stable_lr(m) for _, _, m, _, _ in problems)
+
+    grid = np.unique(np.concatenate([np.round(np.linspace(0, config.budget, config.points)),
+                                     np.round(np.geomspace(1, config.budget, config.points))])
+                     ).astype(int)
+    rows = []
+    for lr_fraction in config.lr_fractions:
+        lr = lr_fraction * lr_max
+        step_tau = lr / config.d**2
+        shape = make_schedule(config.schedule, total_steps=config.budget)
+        tau = step_tau * shape.cumulative(grid)
+        for psi_n, inst, matrices, cf, scales in problems:
+            gen_level = scales.score_error_min + config.gen_tolerance * (
+                scales.score_error_start - scales.score_error_min)
+            flow = cf.curves(tau)
+            flow_gap = flow["gen_gap"] / flow["test_loss"]
+            settings = [("gradient flow", None)] + [
+                (f"SGD batch {b:g}·n", b) for b in config.batch_fractions]
+            for method, batch_fraction in settings:
+                if batch_fraction is None:
+                    score, gap = flow["score_error"], flow_gap
+                else:
+                    batch = max(int(round(batch_fraction * inst.n)), 1)
+                    runs = [train_rf(inst, lr=lr, steps=config.budget, batch_size=batch,
+                                     seed=1000 * seed + 29, record_steps=grid,
+                                     schedule=make_schedule(config.schedule,
+                                                            total_steps=config.budget),
+                                     features="gaussian-equivalent", matrices=matrices)
+                            for seed in range(config.seeds)]
+                    score = np.mean([r.score_error.to_numpy() for r in runs], axis=0)
+                    gap = np.mean([(r.gen_gap / r.test_loss).to_numpy() for r in runs],
+                                  axis=0)
+                gap = np.nan_to_num(gap, nan=0.0)
+                step_gen = _first_record(grid, score <= gen_level)
+                step_mem = _first_record(grid, gap >= config.mem_threshold)
+                start = config.budget if math.isnan(step_gen) else step_gen
+                stop = config.budget if math.isnan(step_mem) else step_mem
+                rows.append({"lr_fraction": lr_fraction, "method": method, "psi_n": psi_n,
+                             "n": inst.n, "tau_budget": float(tau[-1]),
+                             "step_gen": step_gen, "step_mem": step_mem,
+                             "steps_in_window": max(stop - start, 0),
+                             "memorized": not math.isnan(step_mem),
+                             "final_score_error": float(score[-1]),
+                             "final_rel_gap": float(gap[-1])})
+            if progress:
+                print(f"lr {lr_fraction:g} × max, psi_n {psi_n:g}: done", flush=True)
+    return pd.DataFrame(rows)
+
+
+def budget_sweep_n_mem(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return n_mem(S) (the largest ψ_n that memorizes) per rate and method."""
+    rows = []
+    for (lr_fraction, method), part in frame.groupby(["lr_fraction", "method"], sort=True):
+        memorized = part[part.memorized]
+        rows.append({"lr_fraction": lr_fraction, "method": method,
+                     "psi_n_mem": float(memorized.psi_n.max()) if len(memorized) else 0.0,
+                     "mean_steps_in_window": float(part.steps_in_window.mean()),
+                     "mean_final_score_error": float(part.final_score_error.mean())})
+    return pd.DataFrame(rows)
