@@ -72,8 +72,14 @@ def test_threshold_ignores_steps_without_metrics():
     assert ctrl.last_measured_step == 3
 
 
+def test_gap_threshold_defaults():
+    ctrl = make_schedule("gap-threshold")
+    assert (ctrl.metric, ctrl.decay_level, ctrl.stop_level, ctrl.patience) == (
+        "rel_gap", 0.02, 0.04, 2)
+
+
 def test_gap_threshold_derives_relative_gap():
-    ctrl = make_schedule("gap-threshold:decay_level=0.1,patience=1")
+    ctrl = make_schedule("gap-threshold:decay_level=0.1,stop_level=0.5,patience=1")
     assert ctrl.update(0, {"train_loss": 0.95, "test_loss": 1.0}).lr_factor == 1.0
     assert ctrl.update(1, {"train_loss": 0.8, "test_loss": 1.0}).lr_factor == 0.1
 
@@ -157,7 +163,8 @@ def _noisy_gap(steps, seed=0):
 @pytest.mark.parametrize("spec, context", [
     ("threshold:decay_level=1.0,stop_level=2.5,smoothing=0.5,patience=2,hysteresis=0.2",
      {}),
-    ("gap-threshold:metric=gen_gap,decay_level=0.8,patience=3,hysteresis=0.1,base=cosine",
+    ("gap-threshold:metric=gen_gap,decay_level=0.8,stop_level=2.8,patience=3,hysteresis=0.1,"
+     "base=cosine",
      {"total_steps": 200}),
     ("plateau:metric=gen_gap,mode=max,factor=0.5,patience=2,stop=true,min_factor=0.1", {}),
     ("size-aware:c=2,alpha=1,kappa=0.6,decay=0.2", {"n": 50}),

@@ -6,8 +6,8 @@ training time it has accumulated, τ(step) = step_tau · T(step), with T(step) =
 the cumulative learning-rate factor and step_tau = lr / d² the τ of one step at the base rate.
 So a schedule is a change of time: its curves are the closed-form curves at τ(step).
 
-Controllers that read monitor values run in closed loop against those curves; the monitor
-sees the exact losses plus the sampling noise of estimates on a finite held-out set.
+Controllers that read monitor values run in closed loop against those curves. The monitored
+values are the exact losses plus the sampling noise of estimates on a finite held-out set.
 
 Where the change of time fails: plain gradient descent at a finite rate (each mode k is
 multiplied by 1 − rate λ_k step_tau η per step, so the state depends on every η, not just on

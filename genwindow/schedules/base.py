@@ -24,7 +24,7 @@ METRIC_NAMES = ("train_loss", "test_loss", "gen_gap", "score_error", "f_mem")
 
 @dataclass(frozen=True)
 class Action:
-    """What a schedule asks of the trainer for one optimizer step."""
+    """The request a schedule makes of the trainer for one optimizer step."""
 
     lr_factor: float = 1.0  # multiplies the base learning rate at this step
     stop: bool = False      # True: the run should stop after this step

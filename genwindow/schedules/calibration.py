@@ -9,7 +9,7 @@ memorization (τ_end ≤ tau_mem(ψ_n) / margin) at every ψ_n of a range.
   form (JAX), projected onto the exact feasible interval; δ (decay mode) is searched on a
   grid.
 - Gap-threshold controller (``search_threshold``): its action depends on noisy monitor values
-  crossing a level, so the objective is piecewise constant in the level; a grid search over
+  crossing a level, so the objective is piecewise constant in the level. A grid search over
   the stop level, scored over several noise seeds, picks the best level that never memorizes.
 
 The score functions are JAX callables τ ↦ score error; ``genwindow.rfm.scheduled`` builds them
@@ -277,9 +277,9 @@ def _plot_calibration(windows, path) -> None:
     from genwindow.io import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    shown = windows.copy()
-    shown["schedule"] = shown["schedule"].str.slice(0, 40)
-    sns.lineplot(data=shown, x="psi_n", y="final_score_error", hue="schedule", marker="o",
+    labelled = windows.copy()
+    labelled["schedule"] = labelled["schedule"].str.slice(0, 40)
+    sns.lineplot(data=labelled, x="psi_n", y="final_score_error", hue="schedule", marker="o",
                  ax=ax)
     ax.set(xscale="log", yscale="log", xlabel="ψ_n = n / d",
            ylabel="score error at end of budget")

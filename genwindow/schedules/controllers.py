@@ -2,7 +2,7 @@
 
 Each controller multiplies a base learning-rate shape (constant by default) by its own factor.
 Monitor values arrive as a mapping from metric name to value, measured at the step passed to
-``update``; patience counts monitor evaluations, not steps, because a trainer measures only
+``update``. Patience counts monitor evaluations, not steps, because a trainer measures only
 every so many steps. ``state_dict`` stores everything that later actions depend on.
 """
 

@@ -3,8 +3,8 @@
 A spec is ``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE``, for example ``cosine:total_steps=1000``
 or ``gap-threshold:decay=0.1,patience=3``. Every learning-rate shape also takes
 ``warmup=W`` (a linear warm-up over W steps in front of it). ``context`` passes facts about
-the run (total_steps, n, psi_n, tau_per_step, …); a parameter missing from the spec takes
-the context value of the same name when there is one.
+the run (total_steps, n, psi_n, tau_per_step, …). A parameter that the spec leaves out takes
+the context value of the same name when the schedule declares it as a context parameter.
 """
 
 from __future__ import annotations

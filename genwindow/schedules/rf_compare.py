@@ -1,6 +1,6 @@
 """Compare schedules on the random-features model: window metrics and n_mem(S), exactly.
 
-For each ψ_n one instance is drawn and its closed form built once; every schedule then runs
+For each ψ_n one instance is drawn and its closed form built once. Every schedule then runs
 under the step budget S in closed loop against the exact gradient-flow curves (see
 ``genwindow.rfm.scheduled``). The size-aware controller needs tau_mem(ψ_n) = c ψ_n^α: from
 a calibration file when one is given, otherwise fitted to the tau_mem of the instances of

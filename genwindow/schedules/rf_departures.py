@@ -1,4 +1,4 @@
-"""Where a schedule is more than a change of time: real training of the RF model.
+"""Real training of the RF model, to measure where a schedule is more than a change of time.
 
 Each run trains A with ``genwindow.rfm.training.train_rf`` (fresh noise every step, full or
 mini-batches) up to the same training time τ_end under several schedules and base rates, and
