@@ -218,11 +218,27 @@ def digits(n: int, seed: int = 0, *, size: int | None = None, heldout: int | Non
            centre: str = "pixel", **unused) -> DataSplit:
     """scikit-learn's 1,797 handwritten digits, 8×8, 17 gray levels, 10 classes."""
     _reject_options("digits", unused, allowed=("path",))
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    pool = _array_pool("digits", bunch.images / 16.0, bunch.target, 10)
+    images, labels = _read_digits()
+    pool = _array_pool("digits", images / 16.0, labels, 10)
     return split_pool(pool, n, seed, size=size, heldout=heldout, centre=centre)
+
+
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    # Read scikit-learn's bundled CSV directly: importing sklearn takes seconds.
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise ConfigError("--data digits needs scikit-learn; install it with "
+                          "`pip install scikit-learn`")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    if not path.exists():
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
