@@ -47,9 +47,11 @@ import numpy as np
 from genwindow.errors import require
 from genwindow.theory.constants import GEConstants, ge_constants
 
-# Root selection happens at z = λ + iη with η = SELECTION_ETA · (|λ| + scale), where the
-# inequalities Im q ≥ η|q|² etc. separate the physical root from the others by far more than
-# rounding error; the root at the requested z is then the one closest to the selected root.
+# Root selection happens at z = λ + iη with η = SELECTION_ETA · (|λ − s_t²| + 1e-4 · scale),
+# where the inequalities Im q ≥ η|q|² etc. separate the physical root from the others by far
+# more than rounding error; the root at the requested z is then the one closest to the
+# selected root. η shrinks near s_t² because a bulk can start within 1e-7 of the δ-peak
+# there (ψ_p close to ψ_n + 1).
 SELECTION_ETA = 1e-7
 # Newton steps on the unreduced equations after the companion-matrix roots; quadratic
 # convergence makes 8 enough from the polynomial roots, which are accurate to ~1e-6 or better.
@@ -337,13 +339,13 @@ def solve_stieltjes(model: SpectrumModel, z) -> StieltjesSolution:
     """Solve Theorem 3.1 at every z (Im z ≥ 0), all at once, without continuation.
 
     Each z gets its roots from the eliminated polynomial; the physical root is chosen at
-    z' = Re z + iη (η = SELECTION_ETA · (|Re z| + scale), or z itself when Im z ≥ η) as the
+    z' = Re z + iη (η from SELECTION_ETA, or z itself when Im z ≥ η) as the
     root that best satisfies the Stieltjes inequalities, and the answer at z is the polished
     root closest to it.
     """
     z = np.atleast_1d(np.asarray(z, dtype=complex))
     require(np.all(np.imag(z) >= 0), "z: the solver takes Im z ≥ 0 (convention Im q > 0)")
-    eta = SELECTION_ETA * (np.abs(np.real(z)) + model.scale)
+    eta = SELECTION_ETA * (np.abs(np.real(z) - model.constants.s_t2) + 1e-4 * model.scale)
     z_select = np.where(np.imag(z) >= eta, z, np.real(z) + 1j * eta)
 
     # Select at z_select.
@@ -475,13 +477,7 @@ def _bisect_edges(model: SpectrumModel, outside: np.ndarray, inside: np.ndarray)
     return 0.5 * (outside + inside)
 
 
-def bulk_integral(model: SpectrumModel, left: float, right: float, weight=None,
-                  nodes: int = 256) -> float:
-    """Integrate weight(λ) ρ(λ) over [left, right] (weight 1 when None).
-
-    λ = (l+r)/2 − (r−l)/2 cos θ with Gauss–Legendre in θ: the square-root vanishing of the
-    density at both edges becomes a smooth integrand.
-    """
+def _theta_rule(model: SpectrumModel, left: float, right: float, weight, nodes: int):
     x, w = np.polynomial.legendre.leggauss(nodes)
     theta = 0.5 * np.pi * (x + 1.0)
     lam = 0.5 * (left + right) - 0.5 * (right - left) * np.cos(theta)
@@ -492,9 +488,37 @@ def bulk_integral(model: SpectrumModel, left: float, right: float, weight=None,
     return float(np.sum(w * jacobian * values))
 
 
-def bulk_mass(model: SpectrumModel, left: float, right: float, nodes: int = 256) -> float:
+def bulk_integral(model: SpectrumModel, left: float, right: float, weight=None,
+                  nodes: int = 64, rtol: float = 1e-12, max_depth: int = 60) -> float:
+    """Integrate weight(λ) ρ(λ) over [left, right] (weight 1 when None), adaptively.
+
+    Each piece uses λ = (l+r)/2 − (r−l)/2 cos θ with Gauss–Legendre in θ, which turns the
+    square-root vanishing at a bulk edge into a smooth integrand. A piece whose estimate
+    changes by more than ``rtol`` (relative to the whole integral's first estimate) when
+    halved is split, at the geometric mean of the distances to s_t², because the sharp
+    features (a bulk edge next to the δ-peak) sit there.
+    """
+    s2 = model.constants.s_t2
+    total = _theta_rule(model, left, right, weight, nodes)
+    tolerance = rtol * max(abs(total), 1e-300)
+
+    def refine(lo: float, hi: float, estimate: float, depth: int) -> float:
+        if lo > s2 and hi - lo > 1e-3 * (lo - s2):
+            middle = s2 + np.sqrt((lo - s2) * (hi - s2))
+        else:
+            middle = 0.5 * (lo + hi)
+        first = _theta_rule(model, lo, middle, weight, nodes)
+        second = _theta_rule(model, middle, hi, weight, nodes)
+        if abs(first + second - estimate) <= tolerance or depth >= max_depth:
+            return first + second
+        return refine(lo, middle, first, depth + 1) + refine(middle, hi, second, depth + 1)
+
+    return refine(left, right, total, 0)
+
+
+def bulk_mass(model: SpectrumModel, left: float, right: float) -> float:
     """Return the fraction of eigenvalues in [left, right] (see :func:`bulk_integral`)."""
-    return bulk_integral(model, left, right, nodes=nodes)
+    return bulk_integral(model, left, right)
 
 
 def find_bulks(model: SpectrumModel, grid: np.ndarray | None = None) -> list[Bulk]:
