@@ -271,15 +271,19 @@ def _residuals(model: SpectrumModel, q, h, z, with_jacobian: bool = True):
     return F1, F2, s, (J11, J12, J21, J22)
 
 
-def _polish(model: SpectrumModel, q, z, steps: int = NEWTON_STEPS):
-    """Newton-polish polynomial roots ``q`` at ``z`` (broadcast); return q, h, s, residual."""
+def _polish(model: SpectrumModel, q, z, steps: int = NEWTON_STEPS, h=None):
+    """Newton-polish roots ``q`` at ``z`` (broadcast); return q, h, s, residual.
+
+    ``h`` defaults to H/B of the eliminated polynomial (module docstring).
+    """
     k = model.constants
     psi_p = model.psi_p
     with np.errstate(all="ignore"):
-        B = model.b * model.beta * q * q - 1.0
-        H = -((model.c - model.alpha)
-              + model.alpha * (model.b * q + 1.0) * (psi_p * (k.s_t2 - z) * q + 1.0 - psi_p))
-        h = H / B
+        if h is None:
+            B = model.b * model.beta * q * q - 1.0
+            H = -((model.c - model.alpha) + model.alpha * (model.b * q + 1.0)
+                  * (psi_p * (k.s_t2 - z) * q + 1.0 - psi_p))
+            h = H / B
         for _ in range(steps):
             F1, F2, _, (J11, J12, J21, J22) = _residuals(model, q, h, z)
             det = J11 * J22 - J12 * J21
@@ -358,20 +362,30 @@ def solve_stieltjes(model: SpectrumModel, z) -> StieltjesSolution:
     q_out, h_out, s_out = q[rows, pick], h[rows, pick], s[rows, pick]
     res_out, chosen_violation = residual[rows, pick], violation[rows, pick]
 
-    # Move to z itself: the polished root nearest to the selected one. Near a bulk edge two
-    # roots approach each other, so a root below the real axis gets a distance penalty.
+    # Move to z itself by Newton steps from the selected root. Where that fails (near a bulk
+    # edge the root moves by O(sqrt η) and the Jacobian is nearly singular), take instead
+    # the polished root nearest to the selected one; a root below the real axis gets a
+    # distance penalty there, because two roots approach each other at an edge.
     moved = np.flatnonzero(z_select != z)
     if moved.size:
-        roots = polynomial_roots(model, z[moved])
-        q, h, s, residual = _polish(model, roots, z[moved, None])
-        distance = np.abs(q - q_out[moved, None])
-        below = np.imag(q) < -DENSITY_TOL * (1.0 + np.abs(q))
-        distance = distance + np.where(below, 1e-3 * (1.0 + np.abs(q)), 0.0)
-        distance = np.where(residual < RESIDUAL_TOL, distance, np.inf)
-        pick = np.argmin(distance, axis=1)
-        local = np.arange(moved.size)
-        q_out[moved], h_out[moved], s_out[moved] = q[local, pick], h[local, pick], s[local, pick]
-        res_out[moved] = residual[local, pick]
+        q_select = q_out.copy()
+        q, h, s, residual = _polish(model, q_out[moved], z[moved], h=h_out[moved])
+        failed = ((residual >= RESIDUAL_TOL)
+                  | (np.imag(q) < -DENSITY_TOL * (1.0 + np.abs(q)))
+                  | (np.abs(q - q_select[moved]) > 1e-3 * (1.0 + np.abs(q_select[moved]))))
+        q_out[moved], h_out[moved], s_out[moved], res_out[moved] = q, h, s, residual
+        retry = moved[failed]
+        if retry.size:
+            roots = polynomial_roots(model, z[retry])
+            q, h, s, residual = _polish(model, roots, z[retry, None])
+            distance = np.abs(q - q_select[retry, None])
+            below = np.imag(q) < -DENSITY_TOL * (1.0 + np.abs(q))
+            distance = distance + np.where(below, 1e-3 * (1.0 + np.abs(q)), 0.0)
+            distance = np.where(residual < RESIDUAL_TOL, distance, np.inf)
+            pick = np.argmin(distance, axis=1)
+            local = np.arange(retry.size)
+            q_out[retry], h_out[retry] = q[local, pick], h[local, pick]
+            s_out[retry], res_out[retry] = s[local, pick], residual[local, pick]
     u = model.b + 1.0 / q_out
     r_out = (1.0 - u * s_out) / h_out
     return StieltjesSolution(z=z, q=q_out, r=r_out, s=s_out, residual=res_out,
