@@ -1,6 +1,6 @@
 """Speed of the cpu-gmm preset and the cost of each exact monitor, on one thread.
 
-    OMP_NUM_THREADS=1 python benchmarks/gmm_speed.py --out benchmarks/results/gmm_speed
+    OMP_NUM_THREADS=1 python benchmarks/gmm_speed.py --out results/gmm/speed
 
 For each n: training steps per second of the lean loop's update (full batch, W = 128, three
 blocks, SGD with momentum), then the seconds of one call of each monitor, and its share of
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=3, help="timings per item (median)")
     parser.add_argument("--samples", type=int, default=1000, help="generated samples")
-    parser.add_argument("--out", default="benchmarks/results/gmm_speed")
+    parser.add_argument("--out", default="results/gmm/speed")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
