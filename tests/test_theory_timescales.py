@@ -38,7 +38,7 @@ def test_tau_gen_averages_rho2_population(levels, weights):
     assert tau_gen(64.0, 8.0, 0.1, levels, weights) == pytest.approx(expected, rel=1e-12)
 
 
-def test_tau_gen_identity_limit_is_one_over_delta_mu1():
+def test_tau_gen_identity_limit():
     c = ge_constants(0.1)
     values = tau_gen(np.array([1e2, 1e4, 1e6]), 8.0, 0.1) * c.Delta_t * c.mu1**2
     errors = np.abs(values - 1.0)
@@ -53,7 +53,7 @@ def test_tau_gen_does_not_depend_on_n():
     assert np.ptp(values) == 0.0
 
 
-def test_tau_mem_grows_linearly_with_n_when_p_large():
+def test_tau_mem_linear_in_n():
     c = ge_constants(0.05)
     psi_n = np.array([4.0, 8.0, 16.0])
     values = tau_mem(1e9, psi_n, 0.05)

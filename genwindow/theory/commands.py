@@ -162,9 +162,11 @@ def run_timescales(args: argparse.Namespace) -> int:
 
 
 def _plot_spectrum(summary: dict, eigenvalues, path: Path) -> None:
-    """Draw the density with one linear panel per group of bulks (a broken λ axis): the
-    bulks below the first one, the first bulk, the second bulk; with the finite-size
-    eigenvalue histogram when given."""
+    """Draw the density with one linear panel per group of bulks, so the λ axis is broken.
+
+    The panels show the bulks below the first one, the first bulk and the second bulk, each
+    with the histogram of the finite-size eigenvalues when they are given.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

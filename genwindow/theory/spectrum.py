@@ -53,8 +53,9 @@ from genwindow.theory.constants import GEConstants, ge_constants
 # selected root. η shrinks near s_t² because a bulk can start within 1e-7 of the δ-peak
 # there (ψ_p close to ψ_n + 1).
 SELECTION_ETA = 1e-7
-# Newton steps on the unreduced equations after the companion-matrix roots; quadratic
-# convergence makes 8 enough from the polynomial roots, which are accurate to ~1e-6 or better.
+# Newton steps on the unreduced equations after the companion-matrix roots. Roots near a
+# nearly multiple root of the polynomial start with errors up to ~1e-4, and Newton
+# converges quadratically from there, so 8 steps reach rounding error.
 NEWTON_STEPS = 8
 # A root whose polished residual exceeds this (relative) is not a solution of the equations.
 RESIDUAL_TOL = 1e-9
@@ -342,10 +343,10 @@ class StieltjesSolution:
 def solve_stieltjes(model: SpectrumModel, z) -> StieltjesSolution:
     """Solve Theorem 3.1 at every z (Im z ≥ 0), all at once, without continuation.
 
-    Each z gets its roots from the eliminated polynomial; the physical root is chosen at
-    z' = Re z + iη (η from SELECTION_ETA, or z itself when Im z ≥ η) as the
-    root that best satisfies the Stieltjes inequalities, and the answer at z is the polished
-    root closest to it.
+    Each z gets its roots from the eliminated polynomial. The physical root is chosen at
+    z' = Re z + iη (η from SELECTION_ETA, or z itself when Im z ≥ η) as the root that best
+    satisfies the Stieltjes inequalities. The solution returned at z is the polished root
+    closest to it.
     """
     z = np.atleast_1d(np.asarray(z, dtype=complex))
     require(np.all(np.imag(z) >= 0), "z: the solver takes Im z ≥ 0 (convention Im q > 0)")
@@ -362,10 +363,10 @@ def solve_stieltjes(model: SpectrumModel, z) -> StieltjesSolution:
     q_out, h_out, s_out = q[rows, pick], h[rows, pick], s[rows, pick]
     res_out, chosen_violation = residual[rows, pick], violation[rows, pick]
 
-    # Move to z itself by Newton steps from the selected root. Where that fails (near a bulk
-    # edge the root moves by O(sqrt η) and the Jacobian is nearly singular), take instead
-    # the polished root nearest to the selected one; a root below the real axis gets a
-    # distance penalty there, because two roots approach each other at an edge.
+    # Move to z itself by Newton steps from the selected root. Near a bulk edge the root
+    # moves by O(sqrt η) and the Jacobian is nearly singular, so where Newton fails, take
+    # the polished root nearest to the selected one. Two roots approach each other at an
+    # edge, so a root below the real axis gets a distance penalty.
     moved = np.flatnonzero(z_select != z)
     if moved.size:
         q_select = q_out.copy()
@@ -397,6 +398,9 @@ def density(model: SpectrumModel, lam) -> np.ndarray:
 
     The δ-peak at s_t² is not included (see :func:`delta_peak`).
     """
+    # NOTE: at ψ_p = ψ_n + 1 exactly a bulk starts at s_t² with a 1/sqrt edge; there the
+    # density within about 5e-12 · scale of s_t² comes out as 0, and about 2e-5 of the mass
+    # (ψ_p = 2, ψ_n = 1) is missed. ψ_p a few percent away from ψ_n + 1 is resolved.
     lam = np.asarray(lam, dtype=np.float64)
     solution = solve_stieltjes(model, lam.ravel())
     q = solution.q
@@ -412,8 +416,8 @@ def delta_peak(model: SpectrumModel) -> tuple[float, float]:
 
     In w = z − s_t² the constant term of the leading q-coefficient of the eliminated
     polynomial vanishes, so one root behaves as q ≈ −P[N−1, 0] / (P[N, 1] w) for w → 0. When
-    that residue is positive it is the weight of the peak (q ≈ −weight / (z − s_t²));
-    otherwise the root is not the physical one and there is no peak. The result equals
+    that residue is positive, it is the weight of the peak (q ≈ −weight / (z − s_t²)).
+    Otherwise the root is not the physical one and there is no peak. The result equals
     max(0, 1 − (1 + ψ_n)/ψ_p), the exact fraction of eigenvalues of the Gaussian-equivalent U
     at s_t² (U − s_t² I has rank n + d); the tests also check it against η Im q(s_t² + iη).
     """
@@ -507,10 +511,10 @@ def bulk_integral(model: SpectrumModel, left: float, right: float, weight=None,
     """Integrate weight(λ) ρ(λ) over [left, right] (weight 1 when None), adaptively.
 
     Each piece uses λ = (l+r)/2 − (r−l)/2 cos θ with Gauss–Legendre in θ, which turns the
-    square-root vanishing at a bulk edge into a smooth integrand. A piece whose estimate
-    changes by more than ``rtol`` (relative to the whole integral's first estimate) when
-    halved is split, at the geometric mean of the distances to s_t², because the sharp
-    features (a bulk edge next to the δ-peak) sit there.
+    square-root vanishing at a bulk edge into a smooth integrand. A piece is split
+    when halving it changes its estimate by more than ``rtol`` times the first estimate of
+    the whole integral. The split point is the geometric mean of the distances to s_t²,
+    because the sharp features (a bulk edge next to the δ-peak) lie there.
     """
     s2 = model.constants.s_t2
     total = _theta_rule(model, left, right, weight, nodes)

@@ -15,8 +15,8 @@ and for ψ_n > ψ_p (under-parameterized) ρ = (1 − 1/ψ_p) ρ1 + (1/ψ_p) ρ2
   ψ_n^{-1/2}, comes from the finite number of training points.
 
 The exact density (:mod:`genwindow.theory.spectrum`) also shows, for ψ_p > ψ_n + 1, a group of
-d eigenvalues (weight 1/ψ_p) between the δ-peak and ρ1, which ρ1 absorbs at this order: the
-exact first bulk holds n − d eigenvalues, ρ1 has weight n/p.
+d eigenvalues (weight 1/ψ_p) between the δ-peak and ρ1, which ρ1 absorbs at this order. The
+exact first bulk contains n − d eigenvalues, and ρ1 has weight n/p.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def population_spectrum(model: SpectrumModel) -> tuple[np.ndarray, np.ndarray]:
 
 def _bs_polynomial(ratio: float, atoms, weights):
     """Return (base, slope): x m Π + Π − ratio m Σ_k w_k ℓ_k Π_{j≠k} = base + x · slope,
-    Π = Π_k (1 + ℓ_k m), ascending coefficients in m (Silverstein and Bai 1995)."""
+    Π = Π_k (1 + ℓ_k m), ascending coefficients in m (the Bai–Silverstein equation)."""
     P = np.polynomial.polynomial
     factors = [np.array([1.0, value]) for value in atoms]
     product = np.array([1.0])
@@ -104,7 +104,7 @@ def bai_silverstein_support(ratio: float, atoms, weights) -> list[tuple[float, f
     """Return the support intervals of :func:`bai_silverstein_density`.
 
     Edges are the critical values of x(m) = −1/m + ratio Σ_k w_k ℓ_k/(1 + ℓ_k m) on the real
-    line (Silverstein and Choi 1995); each interval between consecutive critical values is
+    line, where the inverse of the companion transform turns back. Each interval between consecutive critical values is
     kept when the density is positive at its midpoint.
     """
     P = np.polynomial.polynomial

@@ -2,9 +2,9 @@
 
 This follows the route of Bonnaire, Urfin, Biroli, Mézard (2025), arXiv:2505.17638: the
 three complex equations (q, r, s) are written as six real ones and solved by
-Levenberg–Marquardt (scipy.optimize.root, method 'lm'), starting from q = r/Tr Σ·d = s = −1/z
-at Im z = 100 and lowering Im z step by step to 1e−9, each solve starting from the previous
-one. It exists to check the fast solver in :mod:`genwindow.theory.spectrum` and to time it;
+Levenberg–Marquardt (scipy.optimize.root, method 'lm'), starting from q = s = −1/z and
+r = −(Tr Σ/d)/z at Im z = 100 and lowering Im z step by step to 1e−9, each solve starting
+from the previous one. It exists to check the fast solver in :mod:`genwindow.theory.spectrum` and to time it;
 use the fast solver for everything else.
 
 Convention as in the fast solver: z = λ + iε and Im q > 0 (the authors' script uses

@@ -48,7 +48,7 @@ def count_in_bulks(eigenvalues, bulks, delta_location: float,
     """Assign finite-size eigenvalues to the δ-peak or to the nearest bulk.
 
     An eigenvalue within ``delta_atol`` (relative to max(1, s_t²)) of the δ-peak counts for
-    the peak; every other one goes to the bulk whose interval is nearest. Returns
+    the peak. Every other one goes to the bulk whose interval is nearest. Returns
     ``delta`` (count at the peak) and per bulk ``count``, ``left`` and ``right`` (smallest and
     largest eigenvalue assigned, NaN when none).
     """

@@ -13,7 +13,7 @@ depend on n. And
 
     tau_mem = ψ_p / (Δ_t λ_min),   λ_min = s_t² + v_t² (1 − sqrt(ψ_p/ψ_n))²,
 
-with λ_min the left edge of ρ1, the slowest bulk that the training loss sees. For
+with λ_min the left edge of ρ1, the slowest bulk of modes that the training loss depends on. For
 ψ_p ≫ ψ_n, tau_mem ≈ ψ_n / (Δ_t v_t²), linear in n.
 
 Which bulk tau_mem uses: ρ1 of Theorem 3.2. The exact spectrum (Theorem 3.1) also holds, for
