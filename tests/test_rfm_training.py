@@ -39,7 +39,7 @@ def test_gradient_descent_matches_closed_form_within_noise():
     assert abs(flow - predicted["test_loss"][0]) < 0.05 * abs(1 - flow)
 
 
-def test_true_feature_training_follows_closed_form_at_small_rate():
+def test_true_features_follow_closed_form():
     inst = sample_instance(d=10, psi_p=4, psi_n=2, t=0.1, seed=1)
     cf = ClosedForm.from_instance(inst, "true", noise_samples=2000)
     from genwindow.rfm.matrices import build_matrices
@@ -48,8 +48,8 @@ def test_true_feature_training_follows_closed_form_at_small_rate():
     lr = 0.01 * max_stable_lr(m)
     run = train_rf(inst, lr, 600, matrices=m, seed=0, record_steps=[100, 600])
     predicted = cf.curves(run["tau"].to_numpy(), step_tau=lr / inst.d**2)
-    # Single-run noise at this rate is of order lr · Δ λ_max/(p d) ≈ 1e-2 relative; the
-    # Monte Carlo error of U with 2000 draws per point is below 1e-2 as well.
+    # At this rate the noise of one run is about 1e-2 relative (lr · Δ λ_max/(p d)).
+    # The Monte Carlo error of U with 2000 draws per point is below 1e-2 as well.
     assert np.allclose(run["test_loss"], predicted["test_loss"], rtol=0.03)
     assert np.allclose(run["train_loss"], predicted["train_loss"], rtol=0.03)
 
@@ -92,7 +92,7 @@ def test_divergent_rate_raises_with_stable_bound():
 def test_gaussian_equivalent_curves_converge_to_true_features():
     """GE and true-feature curves approach each other as d grows.
 
-    Gaussian equivalence holds as d → ∞; its finite-d error shrinks at least like
+    Gaussian equivalence becomes exact as d → ∞, and its finite-d error shrinks at least like
     1/sqrt(d) (seed-to-seed fluctuations) and its mean like 1/d. From d = 10 to d = 40
     the seed-averaged discrepancy must therefore at least halve, within 3 standard errors
     of the 4-seed averages. Early times (τ ≤ 10, only the second bulk has moved) agree to

@@ -232,7 +232,7 @@ def run_scaling(args: argparse.Namespace) -> int:
     save_figure(scaling_figure(curves_by_psi_n, table, fits, title), args.out / "scaling.png")
     columns = ["psi_n", "seed", "tau_gen", "tau_mem", "tau_mem_formula", "score_error_min"]
     print(format_table(table[columns]))
-    for key in ("tau_mem_exponent", "score_error_min_exponent"):
+    for key in ("tau_mem_exponent", "tau_gen_exponent", "score_error_min_exponent"):
         fit = fits[key]
         print(f"{key}: {fit['exponent']:.3f}  95% interval [{fit['low']:.3f}, "
               f"{fit['high']:.3f}]  ({fit['points']} points)")

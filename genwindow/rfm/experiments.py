@@ -100,6 +100,7 @@ def scaling_tables(rows: list[dict]) -> tuple[pd.DataFrame, dict]:
         "tau_mem_exponent": fit_power_law(table["psi_n"], table["tau_mem"]),
         "tau_mem_formula_exponent": fit_power_law(table["psi_n"], table["tau_mem_formula"]),
         "score_error_min_exponent": fit_power_law(table["psi_n"], table["score_error_min"]),
+        "tau_gen_exponent": fit_power_law(table["psi_n"], table["tau_gen"]),
         "tau_gen_spread": {"mean": float(np.mean(tau_gen)), "std": float(np.std(tau_gen)),
                            "max_over_min": float(np.max(tau_gen) / np.min(tau_gen))},
         "definitions": DEFINITIONS,
