@@ -203,3 +203,50 @@ def test_bad_sigma_spectrum_names_option(levels, weights, option):
 def test_bad_ratio_names_option():
     with pytest.raises(ConfigError, match="--psi-p"):
         spectrum_model(-1.0, 4.0, 0.1)
+
+
+def sympy_resultant_coefficients(model):
+    """Eliminate s and r from the three equations of Theorem 3.1 with sympy (exact rational
+    arithmetic on the float parameters) and return the (q, z) coefficients, scaled to max 1."""
+    import sympy as sp
+
+    q, r, s, z = sp.symbols("q r s z")
+    exact = lambda x: sp.Rational(float(x))  # noqa: E731
+    b, c, alpha, beta = map(exact, (model.b, model.c, model.alpha, model.beta))
+    psi_p, s2, v2 = map(exact, (model.psi_p, model.constants.s_t2, model.constants.v_t2))
+    levels = [exact(v) for v in model.sigma.levels]
+    weights = [exact(v) for v in model.sigma.weights]
+
+    D = 1 + alpha * r + beta * q
+    factors = [(b * q + 1) * D + level * c * q for level in levels]  # q D (ŝ + λ r̂)
+    others = [sp.prod(factors[:i] + factors[i + 1:]) for i in range(len(factors))]
+    eq_s = s * sp.prod(factors) - q * D * sum(w * o for w, o in zip(weights, others))
+    eq_r = r * sp.prod(factors) - q * D * sum(w * lev * o for w, lev, o in
+                                               zip(weights, levels, others))
+    eq_third = psi_p * (s2 - z) * q**2 * D + psi_p * v2 * q**2 + (1 - psi_p) * q * D - s * D
+    s_value = sp.solve(eq_s, s)[0]
+    without_s = sp.numer(sp.together(eq_third.subs(s, s_value)))
+    resultant = sp.Poly(sp.resultant(sp.expand(without_s), sp.expand(eq_r), r), q, z)
+    terms = resultant.terms()
+    largest = max(abs(coefficient) for _, coefficient in terms)
+    out = np.zeros((resultant.degree(q) + 1, resultant.degree(z) + 1))
+    for (i, j), coefficient in terms:
+        out[i, j] = float(coefficient / largest)
+    return out
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1]])
+def test_polynomial_roots_solve_sympy_resultant(case):
+    """Every root of the hand-eliminated polynomial is a root of sympy's resultant."""
+    from genwindow.theory.spectrum import polynomial_roots
+
+    model = make(case)
+    coefficients = sympy_resultant_coefficients(model)
+    powers_q = np.arange(coefficients.shape[0])
+    powers_z = np.arange(coefficients.shape[1])
+    for z in (0.3 + 0.1j, 20.0 + 1.0j, 0.005 + 0.0j):
+        roots = polynomial_roots(model, np.array([z]))[0]
+        terms = coefficients[None] * (roots[:, None, None] ** powers_q[None, :, None]) * (
+            z ** powers_z[None, None, :])
+        relative = np.abs(terms.sum(axis=(1, 2))) / np.abs(terms).sum(axis=(1, 2))
+        assert np.all(relative < 1e-10)

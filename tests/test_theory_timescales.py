@@ -131,7 +131,9 @@ def test_spectrum_command_writes_outputs(tmp_path):
                  "--d", "20", "--points", "800", "--out", str(tmp_path)])
     assert code == 0
     frame = pd.read_csv(tmp_path / "spectrum.csv")
-    assert list(frame.columns[:2]) == ["lambda", "density"]
+    assert list(frame.columns) == ["lambda", "density"]
+    leading = pd.read_csv(tmp_path / "spectrum_theorem_3_2.csv")
+    assert leading["density"].max() > 0
     assert np.all(frame["density"] >= 0)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["delta_peak_weight"] == pytest.approx(1 - 5 / 16)

@@ -14,7 +14,8 @@ Sign convention: z = λ + iε with ε ≥ 0, and the solution is the Stieltjes t
 probability measure, so Im q > 0 (and q ≈ −1/z for large |z|). The authors' script uses
 z = λ − iε and the conjugate solution; the density is the same.
 
-Elimination (derived by hand here, checked against the unreduced equations in the tests).
+Elimination (derived by hand here; the tests check that its roots solve the unreduced
+equations and are roots of the resultant that sympy computes from them).
 The definitions give the identity ŝ s + r̂ r = 1, so with h = r̂ and u = ŝ,
 
     h (1 + β q) = c − α + α u s,
