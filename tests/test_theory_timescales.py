@@ -12,7 +12,7 @@ from genwindow.theory.constants import ge_constants
 from genwindow.theory.spectrum import spectrum_model
 from genwindow.theory.spectrum_asymptotic import population_spectrum, rho1_edges
 from genwindow.theory.timescales import (
-    exact_timescales, lambda_min, tau_gen, tau_mem, timescale_table)
+    exact_timescales, lambda_min, tau_gen, tau_gen_rho2, tau_mem, timescale_table)
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after enabling float64)
@@ -106,6 +106,14 @@ def test_exact_timescales_approach_formulas_at_large_ratios():
         assert exact["lambda_small_exact"] < exact["lambda_min_exact"]
     assert np.all(np.array(gaps[1]) < np.array(gaps[0]))
     assert gaps[1][0] < 0.02
+
+
+@pytest.mark.parametrize("psi_n", [8.0, 32.0])
+def test_tau_gen_rho2_includes_data_spread(psi_n):
+    exact = exact_timescales(64.0, psi_n, 0.01)
+    value = tau_gen_rho2(64.0, psi_n, 0.01)
+    assert value == pytest.approx(exact["tau_gen_exact"], rel=0.03)
+    assert value / tau_gen(64.0, psi_n, 0.01) == pytest.approx(1 / (1 - 1 / psi_n), rel=0.03)
 
 
 def test_timescale_table_rows_and_ratio():

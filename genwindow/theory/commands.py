@@ -75,8 +75,9 @@ def register_spectrum(commands) -> None:
     _add_model_options(timescales, float_list, psi_n_list=True)
     timescales.add_argument("--exact", action="store_true",
                             help="add columns from the exact spectrum (about 1 s per row)")
-    timescales.add_argument("--out", type=Path, default=None,
-                            help="folder to also write timescales.csv into (default: print only)")
+    timescales.add_argument("--out", type=Path, default=Path("."),
+                            help="folder to write timescales.csv into (default: the current "
+                                 "folder)")
     timescales.set_defaults(func=run_timescales)
 
 
@@ -160,8 +161,8 @@ def run_timescales(args: argparse.Namespace) -> int:
     table = timescale_table(args.psi_p, args.psi_n, args.t, sigma.levels, sigma.weights,
                             args.activation, exact=args.exact)
     print(format_table(table))
-    if args.out is not None:
-        write_csv(args.out / "timescales.csv", table)
+    path = write_csv(args.out / "timescales.csv", table)
+    print(f"written to {path}")
     return 0
 
 

@@ -83,6 +83,31 @@ def tau_gen(psi_p, psi_n, t, sigma_levels=(1.0,), sigma_weights=(1.0,),
     return psi_p / delta * xp.sum(weights / ell, axis=-1)
 
 
+def tau_gen_rho2(psi_p, psi_n, t, sigma_levels=(1.0,), sigma_weights=(1.0,),
+                 activation: str = "tanh") -> float:
+    """Return (ψ_p/Δ_t) ∫ ρ2(λ)/λ dλ over the whole Theorem 3.2 law ρ2 (one point, numpy).
+
+    Unlike :func:`tau_gen` this includes the spread of ρ2 from the finite number of
+    training points, so it depends on ψ_n: for Σ = I it exceeds tau_gen by a factor close to
+    1/(1 − 1/ψ_n). NaN when ρ2 is not separated from the rest of the spectrum.
+    """
+    from genwindow.theory.spectrum import spectrum_model
+    from genwindow.theory.spectrum_asymptotic import rho2_density, rho2_edges
+
+    model = spectrum_model(psi_p, psi_n, t, sigma_levels, sigma_weights, activation)
+    supports = rho2_edges(model)
+    if not supports:
+        return float("nan")
+    x, w = np.polynomial.legendre.leggauss(128)
+    theta = 0.5 * np.pi * (x + 1.0)
+    total = 0.0
+    for lo, hi in supports:
+        lam = 0.5 * (lo + hi) - 0.5 * (hi - lo) * np.cos(theta)
+        jacobian = 0.25 * np.pi * (hi - lo) * np.sin(theta)
+        total += float(np.sum(w * jacobian * rho2_density(model, lam) / lam))
+    return psi_p / model.constants.Delta_t * total
+
+
 def timescale_table(psi_p, psi_n, t, sigma_levels=(1.0,), sigma_weights=(1.0,),
                     activation: str = "tanh", exact: bool = False):
     """Return a DataFrame with one row per (ψ_p, ψ_n, t): both timescales and their ratio.
@@ -101,7 +126,8 @@ def timescale_table(psi_p, psi_n, t, sigma_levels=(1.0,), sigma_weights=(1.0,),
                 mem = float(tau_mem(*args))
                 row = {"psi_p": float(pp), "psi_n": float(pn), "t": float(tt),
                        "lambda_min": float(lambda_min(*args)), "tau_gen": gen,
-                       "tau_mem": mem, "ratio": mem / gen}
+                       "tau_mem": mem, "ratio": mem / gen,
+                       "tau_gen_rho2": tau_gen_rho2(*args)}
                 if exact:
                     row.update(exact_timescales(*args))
                 rows.append(row)
