@@ -113,6 +113,34 @@ def test_second_bulk_spans_ten_to_forty_five_at_paper_sizes():
     assert np.sum(np.abs(lam - inst.constants.s_t2) < 1e-9) == inst.p - inst.n - inst.d
 
 
+def count_eigenvalues_below(matrix, value):
+    """Count eigenvalues below ``value`` by Sylvester's law of inertia (one LDLᵀ)."""
+    from scipy.linalg import ldl
+
+    _, D, _ = ldl(matrix - value * np.eye(matrix.shape[0]))
+    # D is block diagonal with 1×1 and 2×2 blocks; count the negative eigenvalues of each.
+    negatives, i, size = 0, 0, D.shape[0]
+    while i < size:
+        if i + 1 < size and D[i + 1, i] != 0.0:
+            negatives += int(np.sum(np.linalg.eigvalsh(D[i:i + 2, i:i + 2]) < 0))
+            i += 2
+        else:
+            negatives += int(D[i, i] < 0)
+            i += 1
+    return negatives
+
+
+@pytest.mark.slow
+def test_dense_u_at_paper_sizes_has_exact_delta_peak():
+    # The full 6400 × 6400 Gaussian-equivalent U, with no Gram reduction: U − s_t² I has
+    # rank n + d, so exactly p − n − d eigenvalues sit at s_t² and none below it.
+    inst = sample_instance(d=100, psi_p=64, psi_n=8, t=0.01, seed=0)
+    U = gaussian_equivalent_U(inst)
+    s2 = inst.constants.s_t2
+    assert count_eigenvalues_below(U, s2 - 1e-6) == 0
+    assert count_eigenvalues_below(U, s2 + 1e-6) == inst.p - inst.n - inst.d
+
+
 def test_discrete_gains_approach_flow_at_small_steps(small):
     _, m = small
     cf = ClosedForm.from_matrices(m)
