@@ -48,7 +48,8 @@ def test_digits_conversion():
     assert split.train_labels.shape == (64,)
     assert torch.allclose(split.train.mean(0), torch.zeros(1, 8, 8), atol=1e-6)
     raw = split.train + split.mean
-    assert raw.min() >= -1 - 1e-6 and raw.max() <= 1 + 1e-6
+    assert raw.min() >= -1 - 1e-6
+    assert raw.max() <= 1 + 1e-6
 
 
 def test_global_centre_subtracts_one_number():

