@@ -250,3 +250,19 @@ def test_polynomial_roots_solve_sympy_resultant(case):
             z ** powers_z[None, None, :])
         relative = np.abs(terms.sum(axis=(1, 2))) / np.abs(terms).sum(axis=(1, 2))
         assert np.all(relative < 1e-10)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[4], CASES[6]])
+def test_neighbour_start_matches_all_roots(case, monkeypatch):
+    """Newton from a neighbouring point selects the same root as the full root search."""
+    import genwindow.theory.spectrum as spectrum
+
+    model = make(case)
+    rng = np.random.default_rng(0)
+    lam = np.concatenate([spectrum.default_grid(model, 1500), rng.uniform(-1.0, 80.0, 300)])
+    for z in (lam + 0j, lam + 1e-9j, lam + 0.01j):
+        fast = solve_stieltjes(model, z).q
+        monkeypatch.setattr(spectrum, "SELECTION_STRIDE", 1)
+        full = solve_stieltjes(model, z).q
+        monkeypatch.undo()
+        np.testing.assert_allclose(fast, full, rtol=1e-10, atol=1e-10)

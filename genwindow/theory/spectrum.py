@@ -62,6 +62,9 @@ NEWTON_STEPS = 8
 RESIDUAL_TOL = 1e-9
 # A point is inside the support when Im q > DENSITY_TOL · (1 + |q|) at ε = 0.
 DENSITY_TOL = 1e-9
+# All polynomial roots are computed at every SELECTION_STRIDE-th requested z; the points in
+# between start Newton steps from there (see ``_select``).
+SELECTION_STRIDE = 8
 # Bulk edges are bisected until the bracket is below EDGE_RTOL · max(|λ|, scale).
 EDGE_RTOL = 1e-11
 
@@ -341,28 +344,75 @@ class StieltjesSolution:
         return np.imag(self.q) / np.pi
 
 
+def _select_from_roots(model: SpectrumModel, z_select: np.ndarray):
+    """Return (q, h, s, residual, violation) of the root that best satisfies the Stieltjes
+    inequalities among all polished polynomial roots at each z_select."""
+    rows = np.arange(z_select.size)
+    roots = polynomial_roots(model, z_select)
+    q, h, s, residual = _polish(model, roots, z_select[:, None])
+    violation = _nevanlinna_violation(model, q, h, s, z_select[:, None])
+    violation = np.where(residual < RESIDUAL_TOL, violation, np.inf)
+    pick = np.argmin(violation, axis=1)
+    return (q[rows, pick], h[rows, pick], s[rows, pick], residual[rows, pick],
+            violation[rows, pick])
+
+
+def _select(model: SpectrumModel, z_select: np.ndarray):
+    """Select the physical root at every z_select, computing all roots only where needed.
+
+    All roots are computed at every SELECTION_STRIDE-th point. Each other point starts
+    Newton steps from the selected root of its nearest such point, and keeps the result
+    when it is a solution that satisfies the Stieltjes inequalities exactly (violation 0).
+    At most one root does (checked over dense grids in both regimes and near ψ_p = ψ_n + 1,
+    see the tests), so that root is the physical one. Points where this fails get all
+    their roots computed.
+    """
+    size = z_select.size
+    anchors = np.unique(np.concatenate([np.arange(0, size, SELECTION_STRIDE), [size - 1]]))
+    q_out = np.empty(size, dtype=complex)
+    h_out = np.empty(size, dtype=complex)
+    s_out = np.empty(size, dtype=complex)
+    res_out = np.empty(size)
+    violation_out = np.empty(size)
+    found = _select_from_roots(model, z_select[anchors])
+    for target, values in zip((q_out, h_out, s_out, res_out, violation_out), found):
+        target[anchors] = values
+
+    others = np.setdiff1d(np.arange(size), anchors)
+    if others.size:
+        nearest = anchors[np.clip(np.searchsorted(anchors, others), 0, anchors.size - 1)]
+        previous = anchors[np.clip(np.searchsorted(anchors, others) - 1, 0, anchors.size - 1)]
+        nearest = np.where(np.abs(others - previous) < np.abs(nearest - others),
+                           previous, nearest)
+        q, h, s, residual = _polish(model, q_out[nearest], z_select[others], h=h_out[nearest])
+        violation = _nevanlinna_violation(model, q, h, s, z_select[others])
+        # The tighter residual bound makes sure Newton has converged, not only approached.
+        accepted = (residual < 1e-13) & (violation == 0.0)
+        for target, values in zip((q_out, h_out, s_out, res_out, violation_out),
+                                  (q, h, s, residual, violation)):
+            target[others[accepted]] = values[accepted]
+        rest = others[~accepted]
+        if rest.size:
+            found = _select_from_roots(model, z_select[rest])
+            for target, values in zip((q_out, h_out, s_out, res_out, violation_out), found):
+                target[rest] = values
+    return q_out, h_out, s_out, res_out, violation_out
+
+
 def solve_stieltjes(model: SpectrumModel, z) -> StieltjesSolution:
     """Solve Theorem 3.1 at every z (Im z ≥ 0), all at once, without continuation.
 
-    Each z gets its roots from the eliminated polynomial. The physical root is chosen at
-    z' = Re z + iη (η from SELECTION_ETA, or z itself when Im z ≥ η) as the root that best
-    satisfies the Stieltjes inequalities. The solution returned at z is the polished root
-    closest to it.
+    The physical root is chosen at z' = Re z + iη (η from SELECTION_ETA, or z itself when
+    Im z ≥ η) as the root of the eliminated polynomial that best satisfies the Stieltjes
+    inequalities (see ``_select``). The solution returned at z is the polished root closest
+    to it. Points given in order along a curve (a λ grid) are fastest.
     """
     z = np.atleast_1d(np.asarray(z, dtype=complex))
     require(np.all(np.imag(z) >= 0), "z: the solver takes Im z ≥ 0 (convention Im q > 0)")
     eta = SELECTION_ETA * (np.abs(np.real(z) - model.constants.s_t2) + 1e-4 * model.scale)
     z_select = np.where(np.imag(z) >= eta, z, np.real(z) + 1j * eta)
 
-    # Select at z_select.
-    rows = np.arange(z.size)
-    roots = polynomial_roots(model, z_select)
-    q, h, s, residual = _polish(model, roots, z_select[:, None])
-    violation = _nevanlinna_violation(model, q, h, s, z_select[:, None])
-    violation = np.where(residual < RESIDUAL_TOL, violation, np.inf)
-    pick = np.argmin(violation, axis=1)
-    q_out, h_out, s_out = q[rows, pick], h[rows, pick], s[rows, pick]
-    res_out, chosen_violation = residual[rows, pick], violation[rows, pick]
+    q_out, h_out, s_out, res_out, chosen_violation = _select(model, z_select)
 
     # Move to z itself by Newton steps from the selected root. Near a bulk edge the root
     # moves by O(sqrt η) and the Jacobian is nearly singular, so where Newton fails, take
