@@ -14,8 +14,8 @@ Sign convention: z = λ + iε with ε ≥ 0, and the solution is the Stieltjes t
 probability measure, so Im q > 0 (and q ≈ −1/z for large |z|). The authors' script uses
 z = λ − iε and the conjugate solution; the density is the same.
 
-Elimination (derived by hand here; the tests check that its roots solve the unreduced
-equations and are roots of the resultant that sympy computes from them).
+Elimination (derived by hand here). The tests check that its roots solve the unreduced
+equations and are roots of the resultant that sympy computes from them.
 The definitions give the identity ŝ s + r̂ r = 1, so with h = r̂ and u = ŝ,
 
     h (1 + β q) = c − α + α u s,
@@ -166,7 +166,7 @@ def spectrum_model(psi_p: float, psi_n: float, t: float, sigma_levels=(1.0,),
 
 
 # ---------------------------------------------------------------------------------------
-# Bivariate polynomials in (q, z) as arrays P[i, j] (coefficient of q^i z^j).
+# Bivariate polynomials in (q, w), w = z − s_t², as arrays P[i, j] (coefficient of q^i w^j).
 
 def _poly(coeffs_q, z_power: int = 0) -> np.ndarray:
     out = np.zeros((len(coeffs_q), z_power + 1))
