@@ -168,9 +168,9 @@ def spectrum_model(psi_p: float, psi_n: float, t: float, sigma_levels=(1.0,),
 # ---------------------------------------------------------------------------------------
 # Bivariate polynomials in (q, w), w = z − s_t², as arrays P[i, j] (coefficient of q^i w^j).
 
-def _poly(coeffs_q, z_power: int = 0) -> np.ndarray:
-    out = np.zeros((len(coeffs_q), z_power + 1))
-    out[:, z_power] = coeffs_q
+def _poly(coeffs_q, w_power: int = 0) -> np.ndarray:
+    out = np.zeros((len(coeffs_q), w_power + 1))
+    out[:, w_power] = coeffs_q
     return out
 
 
@@ -195,7 +195,7 @@ def _eliminated_polynomial(model: SpectrumModel) -> np.ndarray:
     c, alpha, beta, b = model.c, model.alpha, model.beta, model.b
 
     q = _poly([0.0, 1.0])
-    shift = _poly([-psi_p], z_power=1)  # ψ_p (s_t² − z) = −ψ_p w
+    shift = _poly([-psi_p], w_power=1)  # ψ_p (s_t² − z) = −ψ_p w
     B = _poly([-1.0, 0.0, b * beta])
     A_tilde = -1.0 * _add(_add(_mul(shift, _poly([0.0, 1.0, beta])),
                                _poly([0.0, beta * (psi_n - 1.0)])),
