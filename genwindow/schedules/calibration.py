@@ -192,11 +192,12 @@ def calibrate_rf(args, progress: bool = False) -> dict:
 
     def evaluate(level: float, seed: int):
         logs, memorized = [], 0
-        for problem in problems:
+        for position, problem in enumerate(problems):
             schedule = make_schedule(f"gap-threshold:decay_level={level / 2:.6g},"
                                      f"stop_level={level:.6g},patience=2,decay=0.1")
             run = run_schedule(problem.cf, schedule, config.budget, config.step_tau,
-                               problem.n, config.eval_every, noise, seed=seed)
+                               problem.n, config.eval_every, noise,
+                               seed=1000 * seed + position)
             metrics = window_metrics(run, problem.scales, problem.cf)
             logs.append(math.log(metrics["final_score_error"]))
             memorized += int(run.tau_end > problem.scales.tau_mem / args.margin)

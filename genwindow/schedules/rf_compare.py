@@ -139,12 +139,12 @@ def compare(config: CompareConfig, problems: list[Problem] | None = None,
     rows, curves, monitor = [], [], []
     for index, spec in enumerate(config.schedules):
         resolved = resolve_spec(spec, config, fit)
-        for problem in problems:
+        for position, problem in enumerate(problems):
             schedule = make_schedule(resolved, total_steps=config.budget, n=problem.n,
                                      psi_n=problem.psi_n, tau_per_step=config.step_tau)
             run = run_schedule(problem.cf, schedule, config.budget, config.step_tau,
                                problem.n, config.eval_every, noise,
-                               seed=config.seed * 7919 + index)
+                               seed=(config.seed * 7919 + index) * 131 + position)
             metrics = window_metrics(run, problem.scales, problem.cf)
             rows.append({"schedule": spec, "psi_n": problem.psi_n, "n": problem.n,
                          **metrics, "spec": resolved})
