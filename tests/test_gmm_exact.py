@@ -164,7 +164,8 @@ def test_fraction_memorized_cases():
     train = torch.as_tensor(mixture.sample(64, seed=0))
     copies = train.repeat(4, 1) + 1e-3 * torch.randn(256, 8, dtype=torch.float64)
     f, se = fraction_memorized(copies, train)
-    assert f == 1.0 and se == 0.0
+    assert f == 1.0
+    assert se == 0.0
     fresh = torch.as_tensor(mixture.sample(2000, seed=1))
     f_fresh, se_fresh = fraction_memorized(fresh, train)
     assert f_fresh < 0.02

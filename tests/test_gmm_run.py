@@ -30,7 +30,8 @@ def one_thread():
 
 def test_gmm_source_matches_mixture():
     split = load_data("gmm", 32, seed=5, d=3, mean=2.0, heldout=10)
-    assert split.train.shape == (32, 3) and split.heldout.shape == (10, 3)
+    assert split.train.shape == (32, 3)
+    assert split.heldout.shape == (10, 3)
     mixture = mixture_of_split(split)
     assert mixture == GaussianMixture.symmetric(d=3, mean=2.0)
     expected = mixture.sample(32, 5, stream=0)
@@ -64,7 +65,8 @@ def test_schedule_controls_rate_and_stop():
 def test_run_writes_files(tmp_path):
     run_gmm(TINY, tmp_path / "run")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["n"] == 16 and config["mixture"]["weights"] == [0.5, 0.5]
+    assert config["n"] == 16
+    assert config["mixture"]["weights"] == [0.5, 0.5]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 5
     assert (tmp_path / "run" / "metrics.csv").exists()
@@ -135,9 +137,11 @@ def test_fit_exponent_recovers_power_law():
 
 def test_wilson_interval():
     low, high = wilson_interval(0.0, 1000)
-    assert low == 0.0 and 0.003 < high < 0.005
+    assert low == 0.0
+    assert 0.003 < high < 0.005
     low, high = wilson_interval(0.5, 100)
-    assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * 0.05, rel=0.03)
+    assert low < 0.5 < high
+    assert high - low == pytest.approx(2 * 1.96 * 0.05, rel=0.03)
 
 
 def test_time_change_check_identity():

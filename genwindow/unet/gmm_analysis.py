@@ -165,6 +165,7 @@ def _plot(runs, table, folder: Path) -> None:
         axes[2].plot(frame["step"][frame["step"] > 0], frame["score_error"][frame["step"] > 0],
                      label=label)
     axes[0].set(xscale="log", yscale="symlog", xlabel="step", ylabel="KL(P_gen ‖ P0) [nats]")
+    axes[0].set_ylim(bottom=-1.0)   # the estimate dips below 0 only within its error
     axes[1].set(xscale="log", xlabel="step", ylabel="f_mem")
     axes[2].set(xscale="log", yscale="log", xlabel="step",
                 ylabel="score error E‖ε_θ − ε*‖²/d")
@@ -177,9 +178,14 @@ def _plot(runs, table, folder: Path) -> None:
                           group["tau_mem_high"] - group["tau_mem"]])
         ax.errorbar(group["n"], group["tau_mem"], yerr=np.nan_to_num(yerr), marker="o",
                     linestyle="", capsize=3, label=f"tau_mem W={width} {schedule}")
-        ax.plot(group["n"], group["tau_gen"], marker="s", linestyle="",
-                label=f"tau_gen W={width} {schedule}")
+        ax.errorbar(group["n"], group["tau_gen"],
+                    yerr=np.vstack([group["tau_gen"] - group["tau_gen_prev"],
+                                    np.zeros(len(group))]),
+                    marker="s", linestyle="", capsize=3, label=f"tau_gen W={width} {schedule}")
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="step")
+    sizes = sorted(table["n"].unique())
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.legend(fontsize=6)
     save_figure(fig, folder / "timescales.png")
 
