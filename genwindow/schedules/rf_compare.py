@@ -62,6 +62,8 @@ class Problem:
 
 @dataclass
 class CompareResult:
+    """Window metrics per (schedule, ψ_n), n_mem(S) per schedule, curves and monitor log."""
+
     config: CompareConfig
     windows: pd.DataFrame
     n_mem: pd.DataFrame
