@@ -57,6 +57,17 @@ def test_calibrate_writes_file_that_size_aware_reads(tmp_path):
     assert not windows.memorized.any()
 
 
+def test_calibrate_in_steps_gives_same_onset(tmp_path):
+    assert main(["calibrate", *SMALL, "--unit", "steps", "--out", str(tmp_path / "s")]) == 0
+    assert main(["calibrate", *SMALL, "--out", str(tmp_path / "t")]) == 0
+    in_steps = make_schedule(f"size-aware:calibration={tmp_path / 's' / 'calibration.json'}",
+                             psi_n=2.0)
+    in_tau = make_schedule(f"size-aware:calibration={tmp_path / 't' / 'calibration.json'}",
+                           psi_n=2.0, tau_per_step=0.25)
+    assert in_steps.unit == "steps"
+    assert in_steps.onset == pytest.approx(in_tau.onset, rel=1e-12)
+
+
 def test_departures_small_run(tmp_path):
     out = tmp_path / "dep"
     assert main(["schedules", "departures", "--d", "10", "--psi-p", "2", "--psi-n", "1",

@@ -42,10 +42,17 @@ class SizeAwareCalibration:
     kappa_max: float          # supremum of feasible κ at the chosen δ
     iterations: int
 
-    def params(self) -> dict:
-        """Return the controller parameters as a calibration file stores them."""
-        return {"c": self.c, "alpha": self.alpha, "kappa": self.kappa, "decay": self.decay,
-                "mode": self.mode, "variable": "psi_n", "unit": "tau"}
+    def params(self, step_tau: float | None = None) -> dict:
+        """Return the controller parameters as a calibration file stores them.
+
+        With ``step_tau`` the onset is stored in steps at the base rate (unit "steps",
+        c / step_tau), which a trainer without a notion of τ can use; otherwise in τ.
+        """
+        if step_tau is None:
+            return {"c": self.c, "alpha": self.alpha, "kappa": self.kappa,
+                    "decay": self.decay, "mode": self.mode, "variable": "psi_n", "unit": "tau"}
+        return {"c": self.c / step_tau, "alpha": self.alpha, "kappa": self.kappa,
+                "decay": self.decay, "mode": self.mode, "variable": "psi_n", "unit": "steps"}
 
 
 def end_time(kappa, decay, psi, c, alpha, budget, step_tau, xp=np):
@@ -224,7 +231,7 @@ def calibrate_rf(args, progress: bool = False) -> dict:
 
     record = {
         "schedule": "size-aware",
-        "params": size_aware.params(),
+        "params": size_aware.params(config.step_tau if args.unit == "steps" else None),
         "objective": "minimize mean log score error at the end of the budget subject to "
                      "tau_end <= tau_mem / margin at every psi_n",
         "objective_value": size_aware.objective,
@@ -238,7 +245,7 @@ def calibrate_rf(args, progress: bool = False) -> dict:
         "problem": {**config.__dict__, "psi_n": list(config.psi_n), "margin": args.margin,
                     "schedules": None},
         "note": "unit tau: the controller needs tau_per_step (τ per step at the base rate) "
-                "from the run; a U-Net run needs a calibration in steps instead",
+                "from the run; unit steps: onset in steps at the base rate, for any trainer",
     }
     write_json(args.out / "calibration.json", record)
     write_csv(args.out / "calibration_table.csv", windows)

@@ -170,6 +170,9 @@ def register(subparsers) -> None:
     _add_problem_options(calibrate, budget=400)
     calibrate.add_argument("--mode", default="stop", choices=["stop", "decay"],
                            help="size-aware action after the onset (default stop)")
+    calibrate.add_argument("--unit", default="tau", choices=["tau", "steps"],
+                           help="unit of tau_mem in the calibration file: tau (needs the run's "
+                                "τ per step) or steps at the base rate (default tau)")
     calibrate.add_argument("--margin", type=positive_float("--margin"), default=1.0,
                            help="memorization constraint tau_end ≤ tau_mem / margin at every "
                                 "ψ_n (default 1)")
