@@ -162,8 +162,8 @@ def register(subparsers) -> None:
         "evaluate", help="tau_gen, tau_mem and curves from a run's monitor log")
     evaluate.add_argument("run_dir", type=Path, nargs="+", help="folders of training runs")
     evaluate.add_argument("--gap-threshold", type=positive_float("--gap-threshold"),
-                          default=0.1, help="relative loss gap (test − train) / test that "
-                                            "marks tau_gap (default 0.1)")
+                          default=0.5, help="relative loss gap (test − train) / test that "
+                                            "marks tau_gap (default 0.5)")
     evaluate.add_argument("--gen-fraction", type=_fraction("--gen-fraction"), default=0.9,
                           help="share of the total FD improvement that marks tau_gen "
                                "(default 0.9)")

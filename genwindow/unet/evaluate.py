@@ -20,7 +20,7 @@ from genwindow.unet import metrics
 from genwindow.unet.trainer import read_log, steps_array
 
 
-def run_timescales(run_dir: Path, gap_threshold: float = 0.1,
+def run_timescales(run_dir: Path, gap_threshold: float = 0.5,
                    gen_fraction: float = 0.9) -> tuple[dict, pd.DataFrame]:
     """Return (timescales, monitor curves) of one run folder."""
     import json
@@ -52,7 +52,7 @@ def run_timescales(run_dir: Path, gap_threshold: float = 0.1,
     return timescales, curves
 
 
-def evaluate_runs(run_dirs: list[Path], out: Path, gap_threshold: float = 0.1,
+def evaluate_runs(run_dirs: list[Path], out: Path, gap_threshold: float = 0.5,
                   gen_fraction: float = 0.9) -> pd.DataFrame:
     """Write timescales.csv, curves.csv, evaluation.json and curves.png for the runs; return
     the timescale table. With several n, also fit tau_mem ∝ n^exponent."""
