@@ -65,6 +65,7 @@ def summarise_run(config: dict, frame, level: float | None = None) -> dict:
     return {
         "n": config["n"], "seed": config["seed"], "width": config["width"],
         "schedule": config["schedule"], "steps": int(last["step"]),
+        "finished": bool(config.get("finished", True)),
         "budget": config["steps"],
         "tau_gen": tau_gen, "tau_gen_prev": tau_gen_prev,
         "kl_min": float(evals["kl"].min()),
@@ -101,13 +102,28 @@ def fit_exponent(x, y) -> dict:
 
 
 def load_runs(folder: str | Path):
-    """Return [(config, frame)] for every finished run under ``folder``."""
+    """Return [(config, frame)] for every run under ``folder``.
+
+    A run still in progress (or stopped from outside) has metrics.jsonl but no metrics.csv;
+    it is read from the JSON lines and its config gets ``finished`` = False.
+    """
     import pandas as pd
 
     runs = []
-    for path in sorted(Path(folder).glob("*/metrics.csv")):
-        config = json.loads((path.parent / "config.json").read_text())
-        runs.append((config, pd.read_csv(path)))
+    for config_path in sorted(Path(folder).glob("*/config.json")):
+        run = config_path.parent
+        config = json.loads(config_path.read_text())
+        if (run / "metrics.csv").exists():
+            frame = pd.read_csv(run / "metrics.csv")
+            config["finished"] = True
+        elif (run / "metrics.jsonl").exists():
+            lines = (run / "metrics.jsonl").read_text().splitlines()
+            frame = pd.DataFrame([json.loads(line) for line in lines if line.strip()])
+            config["finished"] = False
+        else:
+            continue
+        if "kl" in frame and frame["kl"].notna().any():
+            runs.append((config, frame))
     return runs
 
 
@@ -214,6 +230,7 @@ def time_change_check(runs, reference) -> "pd.DataFrame":
         log_time = math.log(max(lr_time, 1.0))
         rows.append({
             "schedule": config["schedule"], "steps": int(last["step"]),
+        "finished": bool(config.get("finished", True)),
             "lr_time_end": lr_time,
             "score_error_end": float(last["score_error"]),
             "score_error_const_at_T": float(np.interp(lr_time, ref["step"],

@@ -12,7 +12,12 @@ genwindow gmm sweep --n 128 --seeds 0 --steps 20000 $COMMON --out results/gmm/ma
 genwindow gmm sweep --n 256 --seeds 0 --steps 15000 $COMMON --out results/gmm/main
 # 2. Width W = 256 against W = 128 at n = 128 (half the budget).
 genwindow gmm sweep --n 128 --seeds 0 --widths 256 --steps 10000 $COMMON --out results/gmm/main
-# 3. Controllers at n = 128 with the budget of the constant run of step 1 (20,000 steps):
-#    the realistic signal (relative loss gap) and the oracle (exact score error).
+# 3. Seeds 1 and 2 at n = 128 (W = 128, constant rate).
+genwindow gmm sweep --n 128 --seeds 1,2 --steps 20000 $COMMON --out results/gmm/main
+# 4. Controllers at n = 128 with the budget of the constant runs (20,000 steps): the
+#    realistic signal (relative loss gap) and the oracle (exact score error); both decay the
+#    rate tenfold and never stop, so the budget is spent in full.
 genwindow gmm sweep --n 128 --seeds 0 --steps 20000 $COMMON --out results/gmm/schedules \
-  --schedules "gap-threshold:decay_level=0.15,decay=0.1,smoothing=0.5,patience=2;threshold:metric=score_error,decay_level=0.03,decay=0.1,smoothing=0.5,patience=2;cosine"
+  --schedules "gap-threshold:decay_level=0.15,stop_level=inf,decay=0.1,smoothing=0.5,patience=2;threshold:metric=score_error,decay_level=0.03,stop_level=inf,decay=0.1,smoothing=0.5,patience=2"
+genwindow gmm summary results/gmm/main
+genwindow gmm summary results/gmm/schedules --reference results/gmm/main/W128_constant_n128_s0
