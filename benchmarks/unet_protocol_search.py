@@ -1,7 +1,7 @@
 """Search for the cpu-digits protocol: how fast does a residual MLP memorize the 8×8 digits?
 
-Each named variant trains on n = 16 digits (one CPU thread) with only the f_mem monitor on,
-and writes its run folder under results/unet/protocol/VARIANT. Usage:
+Each named variant trains on n = 16 digits (one CPU thread) with only the loss and f_mem
+monitors on, and writes its run folder under results/unet/protocol/VARIANT. Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/unet_protocol_search.py VARIANT [VARIANT ...]
 """

@@ -123,13 +123,16 @@ def register(subparsers) -> None:
 
     train = commands.add_parser(
         "train", help="train (or resume) a diffusion model with live monitors",
-        description="Train an ε-prediction DDPM; rerun the same command to resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Train an ε-prediction DDPM; rerun the same command to resume.")
     train.add_argument("--preset", default="cpu-digits",
                        help="named protocol whose values the options override: cpu-digits "
                             "or paper-celeba32")
-    for flag, _, kind, text in TRAIN_OPTIONS:
-        train.add_argument(flag, type=kind, default=None, help=f"{text} (default: preset)")
+    from genwindow.unet.config import CPU_DIGITS
+
+    for flag, field, kind, text in TRAIN_OPTIONS:
+        default = getattr(CPU_DIGITS, field)
+        train.add_argument(flag, type=kind, default=None,
+                           help=f"{text} (cpu-digits: {default}; other presets differ)")
     train.add_argument("--conditional", action="store_true", default=None,
                        help="class-conditional model with condition dropout")
     train.add_argument("--no-bf16", dest="bf16", action="store_false", default=None,

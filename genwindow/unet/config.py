@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from genwindow.errors import ConfigError, require
-from genwindow.unet.diffusion import SAMPLERS, DiffusionConfig
-from genwindow.unet.models import MODEL_KINDS, ModelConfig
 
 OPTIMIZERS = ("sgd", "adam")
 # With --noise-repeats 0, every batch contains about this many (item, noise) rows: small
@@ -76,11 +74,17 @@ class TrainConfig:
     bf16: bool = True                # bf16 autocast on CUDA
     compile: bool = False
 
-    def model_config(self) -> ModelConfig:
+    # Torch-dependent modules are imported on use, so that building the command line
+    # (which reads the presets for its help text) does not import torch.
+    def model_config(self):
+        from genwindow.unet.models import ModelConfig
+
         return ModelConfig(kind=self.model, width=self.width, blocks=self.blocks,
                            dropout=self.dropout)
 
-    def diffusion_config(self) -> DiffusionConfig:
+    def diffusion_config(self):
+        from genwindow.unet.diffusion import DiffusionConfig
+
         return DiffusionConfig(self.diffusion_steps, self.beta_start, self.beta_end)
 
     def batch_size(self) -> int:
@@ -109,6 +113,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid option."""
+        from genwindow.unet.diffusion import SAMPLERS
+        from genwindow.unet.models import MODEL_KINDS
+
         require(self.n >= 2, f"--n must be at least 2 (f_mem needs two training items), "
                              f"got {self.n}")
         require(self.model in MODEL_KINDS,
