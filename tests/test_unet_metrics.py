@@ -225,3 +225,31 @@ def test_inception_missing_file(tmp_path):
 
     with pytest.raises(ConfigError, match="file not found"):
         InceptionFeatures(tmp_path / "absent.pt")
+
+
+class EmpiricalEps(torch.nn.Module):
+    """The ε-network whose denoiser is exactly the empirical optimal denoiser of ``train``."""
+
+    def __init__(self, diffusion, train):
+        super().__init__()
+        self.diffusion = diffusion
+        self.train_items = train
+
+    def forward(self, x, k, labels=None):
+        ab = float(self.diffusion.alpha_bar[int(k[0])])
+        denoised = metrics.empirical_denoiser(x, self.train_items, ab).float()
+        return (x - math.sqrt(ab) * denoised) / math.sqrt(1 - ab)
+
+
+def test_denoiser_monitor_zero_for_empirical_net(digits):
+    from genwindow.unet.monitors import DenoiserMonitor
+
+    diffusion = Diffusion(DiffusionConfig())
+    monitor = DenoiserMonitor(digits, diffusion, [0], times=(0.01, 0.2), probes=32)
+    context = MonitorContext(EmpiricalEps(diffusion, digits.train), diffusion, digits,
+                             torch.device("cpu"), 0)
+    values = monitor.measure(context)
+    for t in ("0.01", "0.2"):
+        # float32 rounding of ε, amplified by 1/sqrt(ᾱ), is the only difference.
+        assert values[f"denoiser_emp_t{t}"] < 1e-6 * values[f"denoiser_lin_t{t}"]
+    assert values["denoiser_ratio"] < 1e-6

@@ -153,7 +153,8 @@ class DenoiserMonitor:
 
     On noised held-out items x_k: ``denoiser_ratio_t{t}`` = E‖D_θ − D_emp‖² / E‖D_θ − D_lin‖²,
     below 1 when the network is closer to the memorizing denoiser; ``denoiser_ratio`` is the
-    geometric mean over the times.
+    geometric mean over the times. Both references are unconditional, so class-conditional
+    networks are evaluated with the null label ∅.
     """
 
     name = "denoiser"
@@ -164,10 +165,8 @@ class DenoiserMonitor:
         self.times = tuple(float(t) for t in times)
         self.indices = [int(k) for k in diffusion.index_of_time(self.times)]
         generator = torch.Generator().manual_seed(seed + 202)
-        x0, self.labels = _probe_batch(split.heldout.cpu(), None if split.heldout_labels is None
-                                       else split.heldout_labels.cpu(), probes)
+        x0, _ = _probe_batch(split.heldout.cpu(), None, probes)
         x0 = x0[:probes]
-        self.labels = None if self.labels is None else self.labels[:probes]
         self.train = split.train.cpu()
         linear = metrics.GaussianDenoiser(self.train)
         self.points, self.empirical, self.gaussian = [], [], []
@@ -182,11 +181,10 @@ class DenoiserMonitor:
     @torch.no_grad()
     def measure(self, context: MonitorContext) -> dict[str, float]:
         values, ratios = {}, []
-        labels = None if self.labels is None else self.labels.to(context.device)
         for t, k, xk, emp, lin in zip(self.times, self.indices, self.points, self.empirical,
                                       self.gaussian):
             kk = torch.full((len(xk),), k, device=context.device, dtype=torch.long)
-            eps = _model_eps(context, xk.to(context.device), kk, labels)
+            eps = _model_eps(context, xk.to(context.device), kk, None)
             net = context.diffusion.denoise(eps.double().cpu(), xk.double(), k)
             to_emp = float((net - emp).pow(2).flatten(1).sum(1).mean())
             to_lin = float((net - lin).pow(2).flatten(1).sum(1).mean())
