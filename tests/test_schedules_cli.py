@@ -20,7 +20,7 @@ def test_compare_writes_tables_and_figures(tmp_path):
     out = tmp_path / "cmp"
     assert main(["schedules", "compare", *SMALL, "--schedules",
                  "constant,cosine,gap-threshold:decay=0.1,patience=3,size-aware",
-                 "--out", str(out)]) == 0
+                 "--noise-seeds", "3", "--out", str(out)]) == 0
     windows = pd.read_csv(out / "windows.csv")
     assert set(windows.schedule) == {"constant", "cosine", "gap-threshold:decay=0.1,patience=3",
                                      "size-aware"}
@@ -32,6 +32,11 @@ def test_compare_writes_tables_and_figures(tmp_path):
     for name in ("score_error_vs_step.png", "gap_vs_step.png", "window_vs_psi_n.png",
                  "score_error_vs_tau.png", "config.json", "curves.csv"):
         assert (out / name).exists()
+    # Only the controller with noisy monitors draws the noise three times.
+    draws = windows.set_index("schedule").noise_draws.groupby(level=0).max()
+    assert draws["gap-threshold:decay=0.1,patience=3"] == 3
+    assert draws["constant"] == 1
+    assert draws["size-aware"] == 1
     # The constant rate reaches τ = 120 · 0.25 = 30 at the end of the budget.
     constant = windows[windows.schedule == "constant"]
     assert constant.tau_end.tolist() == pytest.approx([30.0] * 3)

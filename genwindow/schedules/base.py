@@ -8,6 +8,9 @@ resumed run continues with exactly the actions it would have taken.
 
 Training time under a schedule is the cumulative factor T(step) = Σ_{k < step} lr_factor(k),
 in units of steps at the base learning rate; T(0) = 0.
+
+A schedule may set the class attribute ``reads_metrics = False`` when its actions never
+depend on the monitor values, so that a caller can skip repeating it over noise draws.
 """
 
 from __future__ import annotations

@@ -86,6 +86,10 @@ def register(subparsers) -> None:
     compare.add_argument("--held-out", type=positive_int("--held-out"), default=1000,
                          help="held-out samples behind the monitored test loss "
                               "(default 1000)")
+    compare.add_argument("--noise-seeds", type=positive_int("--noise-seeds"), default=1,
+                         help="monitor-noise draws per controller run; window metrics are "
+                              "averaged and a ψ_n counts as memorizing if any draw does "
+                              "(default 1)")
     compare.add_argument("--calibration", type=Path, default=None,
                          help="calibration JSON for size-aware (default: fit tau_mem = "
                               "c ψ_n^α to this comparison's own instances)")
@@ -221,6 +225,7 @@ def run_compare(args: argparse.Namespace) -> int:
                            eval_every=args.eval_every, monitor_noise=args.monitor_noise,
                            held_out=args.held_out, gen_tolerance=args.gen_tolerance,
                            mem_threshold=args.mem_threshold, ridge=args.ridge,
+                           noise_seeds=args.noise_seeds,
                            calibration=None if args.calibration is None
                            else str(args.calibration))
     start = time.perf_counter()

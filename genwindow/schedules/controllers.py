@@ -41,6 +41,7 @@ class PlateauController:
     """
 
     kind = "plateau"
+    reads_metrics = True
 
     def __init__(self, metric: str = "test_loss", mode: str = "min", factor: float = 0.5,
                  patience: int = 3, threshold: float = 1e-4, cooldown: int = 0,
@@ -115,6 +116,7 @@ class ThresholdController:
     """
 
     kind = "threshold"
+    reads_metrics = True
 
     def __init__(self, metric: str = "gen_gap", decay_level: float = 0.01,
                  stop_level: float = math.inf, decay: float = 0.1, smoothing: float = 0.0,
@@ -205,6 +207,7 @@ class SizeAwareController:
     """
 
     kind = "size-aware"
+    reads_metrics = False   # acts on its own elapsed training time only
 
     def __init__(self, c: float, alpha: float = 1.0, kappa: float = 0.5, decay: float = 0.1,
                  mode: str = "decay", variable: str = "n", unit: str = "steps",
@@ -278,6 +281,7 @@ class FixedBudget:
     """The baseline: a learning-rate shape that stops the run after ``total_steps`` steps."""
 
     kind = "fixed-budget"
+    reads_metrics = False
 
     def __init__(self, total_steps: int, base: str | Shape | None = None):
         self.total_steps = int(require_finite("total_steps", total_steps, 1))

@@ -41,11 +41,14 @@ class CompareConfig:
     ridge: float = 0.0
     calibration: str | None = None   # size-aware calibration file (JSON)
     curve_points: int = 300
+    noise_seeds: int = 1             # monitor-noise draws per closed-loop controller run
 
     def __post_init__(self):
         require(self.budget >= 1, f"--budget: need at least 1 step, got {self.budget}")
         require(self.step_tau > 0, f"--step-tau: must be positive, got {self.step_tau}")
         require(len(self.schedules) >= 1, "--schedules: name at least one schedule")
+        require(self.noise_seeds >= 1, f"--noise-seeds: need at least 1, got "
+                                       f"{self.noise_seeds}")
         require(len(set(self.schedules)) == len(self.schedules),
                 f"--schedules: each schedule once, got {list(self.schedules)}")
 
@@ -105,6 +108,28 @@ def resolve_spec(spec: str, config: CompareConfig, fit: dict) -> str:
             f"variable=psi_n")
 
 
+def _average_draws(draws: list[dict]) -> dict:
+    """Average window metrics over monitor-noise draws.
+
+    ``memorized`` is true if any draw memorized, ``ends_in_window`` only if every draw does.
+    step_mem is averaged over the draws that memorized; ``memorized_draws`` counts them and
+    ``steps_in_window_sd`` is the spread of the window length over the draws.
+    """
+    frame = pd.DataFrame(draws)
+    averaged = {}
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == bool:
+            averaged[column] = bool(values.any() if column == "memorized" else values.all())
+        else:
+            averaged[column] = float(np.nanmean(values)) if values.notna().any() else math.nan
+    averaged["memorized_draws"] = int(frame.memorized.sum())
+    averaged["noise_draws"] = len(draws)
+    averaged["steps_in_window_sd"] = float(frame.steps_in_window.std(ddof=0))
+    averaged["stop_step_sd"] = float(frame.stop_step.std(ddof=0))
+    return averaged
+
+
 def interpolate_n_mem(psi_n: np.ndarray, tau_end: np.ndarray, tau_mem: np.ndarray) -> float:
     """Return the ψ_n at which τ_end / τ_mem crosses 1, interpolated in log–log.
 
@@ -142,14 +167,22 @@ def compare(config: CompareConfig, problems: list[Problem] | None = None,
     for index, spec in enumerate(config.schedules):
         resolved = resolve_spec(spec, config, fit)
         for position, problem in enumerate(problems):
-            schedule = make_schedule(resolved, total_steps=config.budget, n=problem.n,
-                                     psi_n=problem.psi_n, tau_per_step=config.step_tau)
-            run = run_schedule(problem.cf, schedule, config.budget, config.step_tau,
-                               problem.n, config.eval_every, noise,
-                               seed=(config.seed * 7919 + index) * 131 + position)
-            metrics = window_metrics(run, problem.scales, problem.cf)
+            draws = []
+            for draw in range(config.noise_seeds):
+                schedule = make_schedule(resolved, total_steps=config.budget, n=problem.n,
+                                         psi_n=problem.psi_n, tau_per_step=config.step_tau)
+                seed = (config.seed * 7919 + index) * 131 + position + 100_003 * draw
+                runs = run_schedule(problem.cf, schedule, config.budget, config.step_tau,
+                                    problem.n, config.eval_every, noise, seed=seed)
+                draws.append((runs, window_metrics(runs, problem.scales, problem.cf)))
+                # Without monitor noise, or for a schedule that ignores the monitor, every draw
+                # gives the same run.
+                if not getattr(schedule, "reads_metrics", True) or noise.kind == "none":
+                    break
+            run = draws[0][0]
             rows.append({"schedule": spec, "psi_n": problem.psi_n, "n": problem.n,
-                         **metrics, "spec": resolved})
+                         **_average_draws([metrics for _, metrics in draws]),
+                         "spec": resolved})
             frame = curve_frame(problem.cf, run, config.curve_points)
             frame.insert(0, "psi_n", problem.psi_n)
             frame.insert(0, "schedule", spec)

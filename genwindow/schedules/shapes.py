@@ -25,6 +25,7 @@ class Shape:
     """Base class: a stateless schedule given by η(step); subclasses define both sums."""
 
     name = "shape"
+    reads_metrics = False
 
     def factor(self, step):
         raise NotImplementedError
