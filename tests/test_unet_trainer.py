@@ -267,3 +267,25 @@ def test_cli_dry_run_and_bad_values(capsys):
     with pytest.raises(SystemExit):
         main(["unet", "train", "--n", "8"])
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_unlabelled_folder_with_quality(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("GENWINDOW_CACHE", str(tmp_path / "cache"))
+    rng = torch.Generator().manual_seed(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(60):
+        pixels = (torch.rand(12, 12, generator=rng) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    config = replace(TINY, data="folder", data_path=str(folder), size=8, n=8, heldout=12,
+                     steps=6, log_every=3, loss_every="off", denoiser_every="off",
+                     fmem_every="off", quality_every="every:6", samples=8)
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.status == "completed"
+    final = read_log(tmp_path / "run", "monitor")[-1]
+    assert final["fd"] > 0
+    assert final["fd_train"] >= 0
+    # The encoder of an unlabelled source learns rotations: one cached file.
+    assert len(list((tmp_path / "cache" / "encoders").glob("*.pt"))) == 1
