@@ -11,11 +11,36 @@ from typing import Any
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_target(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    # mkstemp creates the file as 0600; results get the usual permissions of new files.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     return Path(tmp)
+
+
+def prepare_out_dir(path: str | Path, option: str = "--out") -> Path:
+    """Create the output folder and check that it is writable, before any work is done."""
+    from genwindow.errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option}: {path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check.", delete=True)
+        probe.close()
+    except OSError as error:
+        raise ConfigError(f"{option}: cannot write into {path} ({error.strerror}); "
+                          f"choose a writable folder") from error
+    return path
 
 
 def _to_jsonable(value: Any) -> Any:

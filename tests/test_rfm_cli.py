@@ -84,9 +84,64 @@ def test_rfm_scaling_fits_and_resumes(tmp_path, capsys):
     (["rfm", "curves", "--sigma-levels", "0.5,1.5", "--sigma-weights", "0.3,0.3"],
      "--sigma-weights"),
     (["theory", "constants", "--t", "nan"], "--t"),
+    (["rfm", "curves", "--d", "20", "--sigma-levels", "1,2,3", "--sigma-weights",
+      "0.98,0.01,0.01"], "--d"),
+    (["rfm", "curves", "--points", "1"], "--points"),
+    (["rfm", "curves", "--d", "20", "--psi-p", "0.07"], "--d"),
+    (["rfm", "scaling", "--d", "20", "--psi-n", "2,2.01"], "--psi-n"),
+    (["rfm", "train", "--lr-fraction", "5"], "--lr-fraction"),
+    (["rfm", "train", "--device", "no-such-device"], "--device"),
+    (["rfm", "curves", "--seed", "-1"], "--seed"),
+    (["rfm", "curves", "--ridge", "-1"], "--ridge"),
+    (["rfm", "curves", "--d", "100000"], "--d"),
 ])
 def test_bad_option_exits_with_its_name(args, option, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(*args, "--out", tmp_path)
     assert exit_info.value.code == 2
     assert option in capsys.readouterr().err
+
+
+def test_output_path_that_is_a_file_is_rejected(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("")
+    with pytest.raises(SystemExit):
+        run_cli("rfm", "curves", "--d", 10, "--psi-p", 2, "--out", target)
+    assert "--out" in capsys.readouterr().err
+
+
+def test_rfm_train_divergence_names_stable_rate(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("rfm", "train", "--d", 10, "--psi-p", 4, "--psi-n", 2, "--steps", 40,
+                "--lr", 1e5, "--noise-samples", 8, "--out", tmp_path)
+    err = capsys.readouterr().err
+    assert "diverged" in err
+    assert "stable below" in err
+
+
+def test_scaling_recomputes_corrupt_points(tmp_path):
+    out = tmp_path / "scaling"
+    args = ["rfm", "scaling", "--psi-p", 8, "--psi-n", "2,4,8", "--d", 10, "--seeds", 1,
+            "--points", 60, "--out", out]
+    assert run_cli(*args) == 0
+    table = pd.read_csv(out / "scaling.csv")
+    (out / "points" / "psi_n=2_seed=0.json").write_text("[]")
+    (out / "points" / "psi_n=4_seed=0.csv").write_text("tau,train_loss\n0,1\n")
+    broken = json.loads((out / "points" / "psi_n=8_seed=0.json").read_text())
+    broken["summary"]["tau_mem"] = "abc"
+    (out / "points" / "psi_n=8_seed=0.json").write_text(json.dumps(broken))
+    assert run_cli(*args) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "scaling.csv"), table)
+    assert len(pd.read_csv(out / "points" / "psi_n=4_seed=0.csv")) == 61
+
+
+def test_result_files_follow_umask(tmp_path):
+    import os
+
+    out = tmp_path / "perm"
+    old = os.umask(0o022)
+    try:
+        assert run_cli("theory", "constants", "--t", 0.1, "--out", out) == 0
+    finally:
+        os.umask(old)
+    assert (out / "constants.json").stat().st_mode & 0o777 == 0o644

@@ -38,35 +38,62 @@ def curves_figure(curves, summary: dict, training=None, title: str = ""):
         if np.isfinite(summary.get(key, np.nan)):
             for a in axes:
                 a.axvline(summary[key], color="gray", ls=style, lw=1)
-    ax.text(0.02, 0.02, "dashed: tau_gen, dotted: tau_mem", transform=ax.transAxes,
-            fontsize=8)
+    for a in axes:
+        a.text(0.02, 0.02, "dashed: tau_gen, dotted: tau_mem", transform=a.transAxes,
+               fontsize=8)
+    _label_log_axis(ax)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
+def _label_log_axis(ax) -> None:
+    """Label the minor ticks of a log y axis, so that values below a decade can be read."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False,
+                                                         minor_thresholds=(3, 1)))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def scaling_figure(curves_by_psi_n: dict, table, summary: dict, title: str = ""):
-    """Plot gap and score error against τ for each ψ_n, and the gap against τ/tau_mem."""
+    """Plot the timescales against ψ_n with their fits, and seed 0's curves for each ψ_n."""
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
+
+    # Panel 1: every seed's tau_gen and tau_mem against ψ_n, with the fitted power laws.
+    ax = axes[0]
+    psi = np.array(sorted(table["psi_n"].unique()), dtype=float)
+    for key, color, marker in (("tau_mem", "C3", "o"), ("tau_gen", "C0", "s"),
+                               ("tau_mem_formula", "C7", "^")):
+        ax.plot(table["psi_n"], table[key], marker, color=color, ms=5, alpha=0.8)
+        fit = summary.get(f"{key}_exponent")
+        if fit is not None and np.isfinite(fit["exponent"]):
+            ax.plot(psi, fit["prefactor"] * psi ** fit["exponent"], "-", color=color,
+                    label=f"{key} ∝ ψ_n^{fit['exponent']:.2f} "
+                          f"[{fit['low']:.2f}, {fit['high']:.2f}]")
+    ax.set(xscale="log", yscale="log", xlabel="ψ_n = n/d", ylabel="training time τ",
+           title="timescales, all seeds, 95% intervals")
+    ax.legend(fontsize=7)
+
     palette = sns.color_palette("viridis", len(curves_by_psi_n))
     for color, (psi_n, curves) in zip(palette, sorted(curves_by_psi_n.items())):
         tau = curves["tau"].to_numpy()
         keep = tau > 0
         tau_mem = float(table.loc[table["psi_n"] == psi_n, "tau_mem"].median())
         label = f"ψ_n = {psi_n:g}"
-        axes[0].plot(tau[keep], curves["score_error"][keep], color=color, label=label)
-        axes[1].plot(tau[keep], curves["gen_gap"][keep], color=color, label=label)
         gap = curves["gen_gap"].to_numpy()[keep]
-        axes[2].plot(tau[keep] / tau_mem, gap / gap[-1], color=color, label=label)
-    axes[0].set(xscale="log", yscale="log", xlabel="τ", ylabel="score error")
-    axes[1].set(xscale="log", xlabel="τ", ylabel="L_test − L_train")
-    axes[2].set(xscale="log", xlabel="τ / tau_mem", ylabel="gap / gap at the last τ")
-    fit = summary["tau_mem_exponent"]
-    axes[1].set_title(f"tau_mem ∝ ψ_n^{fit['exponent']:.2f} "
-                      f"[{fit['low']:.2f}, {fit['high']:.2f}]", fontsize=10)
-    axes[2].set_title("rescaled by the measured tau_mem", fontsize=10)
-    axes[0].legend(fontsize=8)
+        axes[1].plot(tau[keep], curves["score_error"][keep], color=color, label=label)
+        axes[2].plot(tau[keep], gap, color=color, label=label)
+        axes[3].plot(tau[keep] / tau_mem, gap / gap[-1], color=color, label=label)
+    axes[1].set(xscale="log", yscale="log", xlabel="τ", ylabel="score error",
+                title="seed 0")
+    _label_log_axis(axes[1])
+    axes[2].set(xscale="log", xlabel="τ", ylabel="L_test − L_train", title="seed 0")
+    axes[3].set(xscale="log", xlabel="τ / tau_mem", ylabel="gap / gap at the last τ",
+                title="seed 0, rescaled by the measured tau_mem")
+    axes[1].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

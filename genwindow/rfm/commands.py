@@ -7,7 +7,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from genwindow.cli_options import float_list, positive_float, positive_int
+from genwindow.cli_options import (float_list, fraction, nonnegative_float, nonnegative_int,
+                                   positive_float, positive_int)
+from genwindow.theory.constants import ACTIVATIONS
 
 SCALING_PSI_N = "4,8,16,32"
 
@@ -23,24 +25,28 @@ def add_problem_options(parser: argparse.ArgumentParser, psi_n_list: bool = Fals
                             help="ψ_n = n/d, training points per input dimension (default 8)")
     parser.add_argument("--t", type=positive_float("--t"), default=0.1,
                         help="diffusion time t at which the score is learned (default 0.1)")
-    parser.add_argument("--d", type=positive_int("--d"), default=100,
+    parser.add_argument("--d", type=positive_int("--d", minimum=2), default=100,
                         help="input dimension d (default 100); p and n follow from ψ_p, ψ_n")
-    parser.add_argument("--activation", default="tanh",
-                        help="odd activation σ: tanh, erf, sin or arctan (default tanh)")
+    parser.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
+                        help="odd activation σ of the features (default tanh)")
     parser.add_argument("--sigma-levels", type=float_list("--sigma-levels"), default=[1.0],
-                        help="eigenvalues of the data covariance Σ (default 1 = identity)")
+                        help="eigenvalues of the data covariance Σ, comma-separated "
+                             "(default 1, i.e. Σ = I)")
     parser.add_argument("--sigma-weights", type=float_list("--sigma-weights"), default=None,
-                        help="fraction of dimensions at each level (default: equal shares)")
+                        help="fraction of dimensions at each level, comma-separated, summing "
+                             "to 1 (default: equal shares)")
     parser.add_argument("--features", default="gaussian-equivalent",
                         choices=["gaussian-equivalent", "true"],
-                        help="U from the Gaussian equivalent, or from the tanh features with "
-                             "Monte Carlo over the noise (default gaussian-equivalent)")
+                        help="U from the Gaussian equivalent, or from the true features "
+                             "σ(Wx/√d) with Monte Carlo over the noise "
+                             "(default gaussian-equivalent)")
     parser.add_argument("--noise-samples", type=positive_int("--noise-samples"), default=256,
                         help="noise draws per data point for --features true (default 256)")
-    parser.add_argument("--ridge", type=float, default=0.0,
+    parser.add_argument("--ridge", type=nonnegative_float("--ridge"), default=0.0,
                         help="ridge ρ ≥ 0 added to U in the dynamics (default 0)")
-    parser.add_argument("--points", type=positive_int("--points"), default=400,
-                        help="τ grid points of the closed-form curves (default 400)")
+    parser.add_argument("--points", type=positive_int("--points", minimum=50), default=400,
+                        help="log-spaced τ values of the closed-form curves, at least 50 "
+                             "(default 400)")
     parser.add_argument("--rise", type=positive_float("--rise"), default=0.1,
                         help="fraction above the minimum score error that marks "
                              "tau_mem_score (default 0.1)")
@@ -68,7 +74,8 @@ def register(subparsers) -> None:
         "curves", help="closed-form learning curves, timescales and gap bands",
         description="Closed-form gradient-flow curves of one random-features problem.")
     add_problem_options(curves)
-    curves.add_argument("--seed", type=int, default=0, help="seed of W, X, Ω (default 0)")
+    curves.add_argument("--seed", type=nonnegative_int("--seed"), default=0,
+                        help="seed of W, X, Ω (default 0)")
     curves.add_argument("--out", type=Path, default=Path("runs/rfm-curves"),
                         help="output folder (default runs/rfm-curves)")
     curves.set_defaults(func=run_curves)
@@ -78,12 +85,15 @@ def register(subparsers) -> None:
         description="Train A with fresh noise each step and compare with the closed form.")
     add_problem_options(train)
     train.set_defaults(d=20, psi_p=4.0, psi_n=2.0, features="true")
-    train.add_argument("--seed", type=int, default=0, help="seed of W, X, Ω and noise")
+    train.add_argument("--seed", type=nonnegative_int("--seed"), default=0,
+                       help="seed of W, X, Ω and of the training noise (default 0)")
     train.add_argument("--lr", type=positive_float("--lr"), default=None,
-                       help="rate on A (model with 1/sqrt(p)); default: --lr-fraction of "
-                            "the largest stable gradient-descent rate")
-    train.add_argument("--lr-fraction", type=positive_float("--lr-fraction"), default=0.1,
-                       help="rate as a fraction of the largest stable one (default 0.1)")
+                       help="learning rate η on A in s_A = (A/√p) σ(Wx/√d); each step "
+                            "advances τ by η/d² (default: --lr-fraction of the largest "
+                            "stable gradient-descent rate)")
+    train.add_argument("--lr-fraction", type=fraction("--lr-fraction"), default=0.1,
+                       help="rate as a fraction, in (0, 1), of the largest stable "
+                            "gradient-descent rate p d/(Δ_t λ_max) (default 0.1)")
     train.add_argument("--steps", type=positive_int("--steps"), default=2000,
                        help="optimizer steps (default 2000)")
     train.add_argument("--optimizer", default="gd", choices=["gd", "adam"],
@@ -95,7 +105,8 @@ def register(subparsers) -> None:
     train.add_argument("--schedule", default="constant",
                        help="learning-rate schedule spec, e.g. cosine or "
                             "gap-threshold:decay=0.1 (default constant)")
-    train.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    train.add_argument("--device", default="cpu",
+                       help="torch device: cpu, cuda or cuda:K (default cpu)")
     train.add_argument("--out", type=Path, default=Path("runs/rfm-train"),
                        help="output folder (default runs/rfm-train)")
     train.set_defaults(func=run_train)
@@ -122,13 +133,28 @@ def _print_summary(summary: dict, bands: list[dict]) -> None:
     print(format_table(pd.DataFrame(bands)))
 
 
+def check_sizes(config, psi_n_values) -> list[int]:
+    """Validate every ψ_n against d and the memory before any work; return the sizes n."""
+    from genwindow.resources import check_memory
+    from genwindow.rfm.instance import estimate_bytes, sizes_from_ratios, sigma_diagonal
+
+    sigma_diagonal(config.d, config.sigma_levels, config.sigma_weights)
+    sizes = [sizes_from_ratios(config.d, config.psi_p, psi_n) for psi_n in psi_n_values]
+    p, n = max(sizes, key=lambda size: size[1])
+    check_memory(estimate_bytes(config.d, p, n, config.features, config.points),
+                 f"the problem with d = {config.d}, p = {p}, n = {n}", "--d")
+    return [n for _, n in sizes]
+
+
 def run_curves(args: argparse.Namespace) -> int:
-    from genwindow.io import save_figure, write_csv, write_json
+    from genwindow.io import prepare_out_dir, save_figure, write_csv, write_json
     from genwindow.report.rfm_figures import curves_figure
     from genwindow.rfm.experiments import closed_form_curves
     import pandas as pd
 
     config = config_from_args(args)
+    check_sizes(config, [config.psi_n])
+    prepare_out_dir(args.out)
     curves, summary, bands, _ = closed_form_curves(config)
     write_csv(args.out / "curves.csv", curves)
     write_csv(args.out / "bands.csv", pd.DataFrame(bands))
@@ -145,7 +171,8 @@ def run_train(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from genwindow.io import save_figure, write_csv, write_json
+    from genwindow.errors import ConfigError
+    from genwindow.io import prepare_out_dir, save_figure, write_csv, write_json
     from genwindow.report.rfm_figures import curves_figure
     from genwindow.rfm.closed_form import ClosedForm
     from genwindow.rfm.experiments import CURVE_COLUMNS, summarize
@@ -154,6 +181,18 @@ def run_train(args: argparse.Namespace) -> int:
     from genwindow.schedules.registry import make_schedule
 
     config = config_from_args(args)
+    check_sizes(config, [config.psi_n])
+    try:
+        import torch
+
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        raise ConfigError(f"--device: invalid device {args.device!r} ({error}); "
+                          f"use cpu, cuda or cuda:K") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {args.device} requested but this PyTorch has no CUDA "
+                          f"device available; use --device cpu")
+    prepare_out_dir(args.out)
     inst = config.instance()
     matrices = build_matrices(inst, config.features, config.noise_samples, config.seed)
     lr = args.lr if args.lr is not None else args.lr_fraction * max_stable_lr(matrices)
@@ -194,11 +233,17 @@ def run_scaling(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from genwindow.io import format_table, save_figure, write_csv, write_json
+    from genwindow.errors import ConfigError
+    from genwindow.io import format_table, prepare_out_dir, save_figure, write_csv, write_json
     from genwindow.report.rfm_figures import scaling_figure
-    from genwindow.rfm.experiments import closed_form_curves, scaling_tables
+    from genwindow.rfm.experiments import POINT_KEYS, closed_form_curves, scaling_tables
 
     base = config_from_args(args, psi_n=args.psi_n[0])
+    sizes = check_sizes(base, args.psi_n)
+    if len(set(sizes)) < len(sizes):
+        raise ConfigError(f"--psi-n: values {args.psi_n} give repeated training-set sizes "
+                          f"n = {sizes} at d = {base.d}; give distinct ψ_n or raise --d")
+    prepare_out_dir(args.out)
     points_dir = args.out / "points"
     rows, curves_by_psi_n = [], {}
     jobs = [(psi_n, seed) for psi_n in args.psi_n for seed in range(args.seeds)]
@@ -206,7 +251,9 @@ def run_scaling(args: argparse.Namespace) -> int:
         config = replace(base, psi_n=psi_n, seed=seed)
         stem = f"psi_n={psi_n:g}_seed={seed}"
         cached = _load_point(points_dir / f"{stem}.json", config.as_dict())
-        if cached is None or (seed == 0 and not (points_dir / f"{stem}.csv").exists()):
+        if seed == 0 and cached is not None:
+            cached = cached if _curve_is_complete(points_dir / f"{stem}.csv", config) else None
+        if cached is None:
             curves, summary, _, _ = closed_form_curves(config)
             summary.pop("definitions")
             if seed == 0:
@@ -216,10 +263,7 @@ def run_scaling(args: argparse.Namespace) -> int:
         else:
             summary = cached
         shares = summary.pop("band_shares", {})
-        rows.append({**{k: summary[k] for k in (
-            "psi_n", "seed", "n", "p", "tau_gen", "tau_mem", "tau_mem_score",
-            "tau_gen_formula", "tau_mem_formula", "score_error_min", "train_loss_inf",
-            "test_loss_inf", "gen_gap_inf")},
+        rows.append({**{k: summary[k] for k in POINT_KEYS},
             **{f"share_{band}": share for band, share in shares.items()}})
         if seed == 0:
             curves_by_psi_n[psi_n] = pd.read_csv(points_dir / f"{stem}.csv")
@@ -234,6 +278,10 @@ def run_scaling(args: argparse.Namespace) -> int:
     print(format_table(table[columns]))
     for key in ("tau_mem_exponent", "tau_gen_exponent", "score_error_min_exponent"):
         fit = fits[key]
+        if fit["points"] < 3 or len(args.psi_n) < 2:
+            print(f"{key}: not fitted: needs at least 3 points over 2 distinct ψ_n "
+                  f"(have {fit['points']} points, {len(args.psi_n)} ψ_n)")
+            continue
         print(f"{key}: {fit['exponent']:.3f}  95% interval [{fit['low']:.3f}, "
               f"{fit['high']:.3f}]  ({fit['points']} points)")
     spread = fits["tau_gen_spread"]
@@ -242,14 +290,48 @@ def run_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note(message: str) -> None:
+    """Print a message without breaking the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message)
+
+
 def _load_point(path: Path, config: dict) -> dict | None:
-    """Return the saved summary at ``path`` if it was made with ``config``, else None."""
+    """Return the saved summary at ``path`` if it was made with ``config``, else None.
+
+    A file that cannot be read or lacks a field is reported and computed again.
+    """
+    from genwindow.rfm.experiments import POINT_KEYS
+
     if not path.exists():
         return None
     try:
         saved = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        same_config = saved.get("config") == json.loads(json.dumps(config))
+        summary = saved["summary"]
+        if same_config:
+            for key in POINT_KEYS:
+                float(summary[key])
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError,
+            ValueError) as error:
+        _note(f"recomputing {path}: the saved point is unreadable ({error!r})")
         return None
-    if saved.get("config") != json.loads(json.dumps(config)):
-        return None
-    return saved["summary"]
+    return summary if same_config else None
+
+
+def _curve_is_complete(path: Path, config) -> bool:
+    """Return True when the saved seed-0 curve has every row of the τ grid."""
+    import pandas as pd
+
+    try:
+        rows = len(pd.read_csv(path))
+    except (OSError, ValueError) as error:
+        if path.exists():
+            _note(f"recomputing {path}: the saved curve is unreadable ({error!r})")
+        return False
+    if rows != config.points + 1:
+        _note(f"recomputing {path}: the saved curve has {rows} rows, expected "
+              f"{config.points + 1}")
+        return False
+    return True

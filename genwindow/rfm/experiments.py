@@ -18,6 +18,10 @@ from genwindow.rfm.timescales import (DEFINITIONS, formula_timescales, measured_
                                       tau_grid)
 
 CURVE_COLUMNS = ["tau", "train_loss", "test_loss", "score_error", "gen_gap"]
+# Fields of a saved scaling point that the scaling table reads.
+POINT_KEYS = ("psi_n", "seed", "n", "p", "tau_gen", "tau_mem", "tau_mem_score",
+              "tau_gen_formula", "tau_mem_formula", "score_error_min", "train_loss_inf",
+              "test_loss_inf", "gen_gap_inf")
 
 
 @dataclass(frozen=True)

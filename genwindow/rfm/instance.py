@@ -31,7 +31,9 @@ def sigma_diagonal(d: int, levels=(1.0,), weights=(1.0,)) -> np.ndarray:
             f"--sigma-weights: weights must be positive and sum to 1, got {weights.tolist()}")
     counts = np.round(weights * d).astype(int)
     counts[-1] = d - counts[:-1].sum()
-    require(np.all(counts >= 0), f"--d: d = {d} is too small for Σ weights {weights.tolist()}")
+    require(np.all(counts >= 1),
+            f"--d: d = {d} gives some level of Σ no dimension (weights {weights.tolist()} "
+            f"round to counts {counts.tolist()}); raise --d or the small weights")
     return np.repeat(levels, counts)
 
 
@@ -75,11 +77,26 @@ def sizes_from_ratios(d: int, psi_p: float, psi_n: float) -> tuple[int, int]:
     require(np.isfinite(psi_p) and psi_p > 0, f"--psi-p: ψ_p = p/d must be positive, got {psi_p}")
     require(np.isfinite(psi_n) and psi_n > 0, f"--psi-n: ψ_n = n/d must be positive, got {psi_n}")
     p, n = int(round(psi_p * d)), int(round(psi_n * d))
+    # ψ·d must land within 1% of a whole size, so that the ratios written to the results
+    # are the ones that were computed.
     for name, ratio, size in (("--psi-p", psi_p, p), ("--psi-n", psi_n, n)):
-        require(size >= 1 and abs(size - ratio * d) <= 0.01 * ratio * d + 0.5,
-                f"--d: d = {d} is too small for {name} {ratio} (ψ·d = {ratio * d:.3g} must "
-                f"round to a size ≥ 1); raise --d")
+        require(size >= 1 and abs(size - ratio * d) <= 0.01 * ratio * d,
+                f"--d: d = {d} cannot carry {name} {ratio}: ψ·d = {ratio * d:.4g} is not "
+                f"within 1% of a whole size ≥ 1; raise --d or choose ψ·d whole")
     return p, n
+
+
+def estimate_bytes(d: int, p: int, n: int, features: str = "gaussian-equivalent",
+                   points: int = 400) -> float:
+    """Return an estimate of the peak memory of one closed-form curve, in bytes (float64)."""
+    draws = p * d + d * n + p * n
+    if features == "true" or n + d >= p:
+        matrices = 6.0 * p * p + 3 * 4096 * p
+    else:
+        r = n + d
+        matrices = 3.0 * p * r + 5.0 * r * r
+    rank = min(n + d, p)
+    return 8.0 * (draws + matrices + 4.0 * points * rank)
 
 
 def sample_instance(d: int, psi_p: float, psi_n: float, t: float, seed: int = 0,
@@ -90,6 +107,8 @@ def sample_instance(d: int, psi_p: float, psi_n: float, t: float, seed: int = 0,
     W, X and Ω come from independent child streams of one SeedSequence, so changing n
     leaves W unchanged and changing p leaves X unchanged.
     """
+    require(isinstance(seed, (int, np.integer)) and seed >= 0,
+            f"--seed: need an integer ≥ 0, got {seed}")
     p, n = sizes_from_ratios(d, psi_p, psi_n)
     sigma_diag = sigma_diagonal(d, sigma_levels, sigma_weights)
     constants = ge_constants(t, float(sigma_diag.mean()), activation)

@@ -33,6 +33,10 @@ def run_constants(args: argparse.Namespace) -> int:
     from genwindow.io import write_json
     from genwindow.theory.constants import ge_constants
 
+    if args.out is not None:
+        from genwindow.io import prepare_out_dir
+
+        prepare_out_dir(args.out)
     values = ge_constants(args.t, args.sigma_x**2, args.activation).as_dict()
     values.pop("t")
     print(json.dumps(values, indent=2))
