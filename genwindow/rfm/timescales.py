@@ -55,7 +55,7 @@ def measured_timescales(tau, score_error, gen_gap, gen_gap_inf: float | None = N
                         rise: float = 0.1) -> dict[str, float]:
     """Return tau_gen, tau_mem, tau_mem_score and score_error_min from sampled curves.
 
-    ``gen_gap_inf`` is the τ → ∞ gap; without it the last sample stands in for it.
+    ``gen_gap_inf`` is the τ → ∞ gap; without it the last sample is used.
     """
     tau = np.asarray(tau, dtype=np.float64)
     score_error = np.asarray(score_error, dtype=np.float64)
