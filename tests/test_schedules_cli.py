@@ -11,6 +11,13 @@ from genwindow.schedules.registry import make_schedule
 SMALL = ["--psi-p", "4", "--psi-n", "1,2,4", "--d", "20", "--budget", "120"]
 
 
+def test_default_schedules_agree():
+    from genwindow.schedules.commands import DEFAULT_SCHEDULES as in_commands
+    from genwindow.schedules.rf_compare import DEFAULT_SCHEDULES as in_compare
+
+    assert in_commands == in_compare
+
+
 def test_schedules_list(capsys):
     assert main(["schedules", "list"]) == 0
     assert "gap-threshold" in capsys.readouterr().out

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from genwindow.cli_options import float_list, positive_float, positive_int
-from genwindow.schedules.rf_compare import DEFAULT_SCHEDULES
+
+# Kept equal to genwindow.schedules.rf_compare.DEFAULT_SCHEDULES, which imports pandas.
+DEFAULT_SCHEDULES = ("constant", "cosine", "gap-threshold", "size-aware")
 
 
 def _schedule_list(text: str) -> list[str]:
