@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 from genwindow.errors import require
 from genwindow.rfm.closed_form import ClosedForm
@@ -92,8 +92,6 @@ def timescales(cf: ClosedForm, criteria: WindowCriteria = WindowCriteria(),
     k_min = int(np.argmin(score))
     # Refine the minimum of the score error between its grid neighbours.
     lo, hi = tau_grid[max(k_min - 1, 0)], tau_grid[min(k_min + 1, tau_grid.size - 1)]
-    from scipy.optimize import minimize_scalar
-
     refined = minimize_scalar(lambda x: float(cf.curves([x])["score_error"][0]),
                               bounds=(lo, hi), method="bounded",
                               options={"xatol": 1e-10 * max(hi, 1e-12)})

@@ -264,13 +264,12 @@ def run_departures(args: argparse.Namespace) -> int:
 
 
 def run_sgd_budget(args: argparse.Namespace) -> int:
+    from genwindow.errors import require
     from genwindow.io import format_table, write_csv, write_json
     from genwindow.schedules.registry import make_schedule
     from genwindow.schedules.rf_departures import (BudgetSweepConfig, budget_sweep_n_mem,
                                                    run_budget_sweep)
     from genwindow.schedules.shapes import Shape
-
-    from genwindow.errors import require
 
     require(isinstance(make_schedule(args.schedule, total_steps=args.budget), Shape),
             f"--schedule: {args.schedule!r} must be a learning-rate shape, not a controller")
