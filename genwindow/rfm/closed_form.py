@@ -106,7 +106,8 @@ class ClosedForm:
             F = 1.0 - (1.0 - self.rate * kappa * step_tau)[None, :] ** steps[:, None]
         return F / kappa
 
-    def _curves_from_gains(self, g: np.ndarray) -> dict[str, np.ndarray]:
+    def curves_from_gains(self, g: np.ndarray) -> dict[str, np.ndarray]:
+        """Return the four curves for gains g of shape (len(tau), r), from any schedule."""
         lam = self.eigenvalues
         train = 1.0 + (g**2 * lam - 2.0 * g) @ self.v_weight / self.d
         test = (1.0 + np.sum((g @ self.test_quadratic) * g, axis=1) / self.d
@@ -117,12 +118,12 @@ class ClosedForm:
 
     def curves(self, tau, step_tau: float | None = None) -> dict[str, np.ndarray]:
         """Return train_loss, test_loss, score_error, gen_gap at every τ of ``tau``."""
-        return self._curves_from_gains(self.gains(tau, step_tau))
+        return self.curves_from_gains(self.gains(tau, step_tau))
 
     def limits(self) -> dict[str, float]:
         """Return the four quantities at τ = ∞ (the ridge or pseudo-inverse solution)."""
         g = (1.0 / (self.eigenvalues + self.ridge))[None, :]
-        return {k: float(v[0]) for k, v in self._curves_from_gains(g).items()}
+        return {k: float(v[0]) for k, v in self.curves_from_gains(g).items()}
 
     def weights(self, tau: float) -> np.ndarray:
         """Return B(τ) = A(τ)/sqrt(p), shape (d, p)."""

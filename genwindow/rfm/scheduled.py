@@ -277,7 +277,7 @@ def discrete_gd_curves(cf: ClosedForm, factors: np.ndarray, step_tau: float,
             sign *= np.prod(np.sign(multipliers), axis=0)
         previous = step
         out[row] = 1.0 - sign * np.exp(log_abs)
-    return cf._curves_from_gains(out / kappa)
+    return cf.curves_from_gains(out / kappa)
 
 
 def fit_power_law(sizes, taus) -> tuple[float, float]:
