@@ -15,9 +15,13 @@ genwindow gmm sweep --n 128 --seeds 0 --widths 256 --steps 10000 $COMMON --out r
 # 3. Seeds 1 and 2 at n = 128 (W = 128, constant rate).
 genwindow gmm sweep --n 128 --seeds 1,2 --steps 20000 $COMMON --out results/gmm/main
 # 4. Controllers at n = 128 with the budget of the constant runs (20,000 steps): the
-#    realistic signal (relative loss gap) and the oracle (exact score error); both decay the
-#    rate tenfold and never stop, so the budget is spent in full.
+#    realistic signal (relative loss gap crossing 15%) and the oracle (the exact score error
+#    stops improving). Both decay the rate tenfold and never stop, so the budget is spent
+#    in full. A level threshold on score_error would fire at step 0, where the untrained
+#    network's score error is largest, so the oracle uses the plateau controller.
 genwindow gmm sweep --n 128 --seeds 0 --steps 20000 $COMMON --out results/gmm/schedules \
-  --schedules "gap-threshold:decay_level=0.15,stop_level=inf,decay=0.1,smoothing=0.5,patience=2;threshold:metric=score_error,decay_level=0.03,stop_level=inf,decay=0.1,smoothing=0.5,patience=2"
+  --schedules "gap-threshold:decay_level=0.15,stop_level=inf,decay=0.1,smoothing=0.5,patience=2;plateau:metric=score_error,factor=0.1,patience=2,threshold=0.02,min_factor=0.01"
+# 5. n = 512 (W = 128, constant rate), 40,000 steps.
+genwindow gmm sweep --n 512 --seeds 0 --steps 10000 --max-steps 40000 $COMMON --out results/gmm/main
 genwindow gmm summary results/gmm/main
 genwindow gmm summary results/gmm/schedules --reference results/gmm/main/W128_constant_n128_s0
