@@ -130,9 +130,9 @@ class GaussianMixture:
     def sample(self, n: int, seed: int, stream: int = 0) -> np.ndarray:
         """Draw n points of P0 as float64 (n, d), a pure function of (n, seed, stream).
 
-        Row i is built from the i-th row of one (n, d + 1) standard normal draw (its first
-        entry picks the component through the normal CDF), so the first m points are the
-        same for every n ≥ m: training sets of different sizes are nested.
+        Row i is built from the i-th row of one (n, d + 1) standard normal draw, whose first
+        entry picks the component through the normal CDF. So the first m points are the same
+        for every n ≥ m, and training sets of different sizes are nested.
         """
         require(n >= 0, f"number of samples must be ≥ 0, got {n}")
         rng = np.random.default_rng([int(seed), int(stream)])

@@ -3,9 +3,12 @@
 ``CPU_GMM`` is the trainer configuration of Bonnaire, Urfin, Biroli, Mézard (2025),
 arXiv:2505.17638, supplement B, at d = 8: residual MLP of three blocks of width 128, SGD with
 momentum 0.95 and rate 6e−3, full batch, no gradient clipping. The trainer's own loss,
-denoiser and sample monitors are off; two monitors of this module replace them with exact
-ones, so a schedule reads train_loss, test_loss, gen_gap and score_error (exact score) every
-``exact_every`` steps, and f_mem with the KL divergence at log-spaced steps.
+denoiser and sample monitors are off, and two monitors of this module replace them with exact
+ones. A schedule reads train_loss, test_loss, gen_gap and score_error (against the exact
+score) every ``exact_every`` steps, and f_mem with the KL divergence at log-spaced steps.
+
+NOTE: the trainer's config.json has no field for the mixture's dimension or mean, so a run
+with ``d`` other than 8 resumes correctly only when called again with the same ``d``.
 """
 
 from __future__ import annotations
