@@ -131,7 +131,10 @@ def register(subparsers) -> None:
 
     for flag, field, kind, text in TRAIN_OPTIONS:
         default = getattr(CPU_DIGITS, field)
-        train.add_argument(flag, type=kind, default=None,
+        # torchrun's own parser takes "--n" as an abbreviation of its options, so the
+        # training-set size also has a spelling that survives a torchrun command line.
+        flags = (flag, "--train-size") if flag == "--n" else (flag,)
+        train.add_argument(*flags, dest=field, type=kind, default=None,
                            help=f"{text} (cpu-digits: {default}; other presets differ)")
     train.add_argument("--conditional", action="store_true", default=None,
                        help="class-conditional model with condition dropout")
