@@ -147,6 +147,8 @@ def kl_time_grid(alpha_bar: np.ndarray, num_times: int = 64) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- memorization
+# NOTE: the same 1/3 nearest-neighbour rule as genwindow.unet.metrics.f_mem, with a binomial
+# standard error instead of a bootstrap interval; the two should become one function.
 @torch.no_grad()
 def fraction_memorized(samples: torch.Tensor, train: torch.Tensor,
                        ratio: float = MEMORIZATION_RATIO) -> tuple[float, float]:
@@ -231,6 +233,8 @@ class ExactMonitor:
 
 
 # ---------------------------------------------------------------------- samplers
+# NOTE: a vector-only twin of the DDIM sampler in genwindow.unet.diffusion, which draws one
+# seed per sample where this one draws one seed per batch; the two should become one.
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, alpha_bar: np.ndarray, n: int, d: int, num_steps: int = 100,
                 seed: int = 0) -> torch.Tensor:
