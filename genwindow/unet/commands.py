@@ -197,13 +197,20 @@ def run_train(args: argparse.Namespace) -> int:
     from genwindow.errors import ConfigError
     from genwindow.unet.trainer import train
 
+    from genwindow.io import prepare_out_dir
+    from genwindow.schedules.registry import make_schedule
+
     config = resolve_config(args)
+    # Build the schedule once here, so that a bad spec fails before any work (and in
+    # --dry-run) with the same message the trainer would give.
+    make_schedule(config.schedule, total_steps=config.steps, n=config.n)
     if args.dry_run:
         print(json.dumps({"preset": args.preset, **config.as_dict()}, indent=2))
         return 0
     if args.out is None:
         raise ConfigError("--out is required: the folder for the run's log, snapshots and "
                           "resume state")
+    prepare_out_dir(args.out)
     result = train(config, args.out, progress=not args.no_progress)
     print(f"{result.status}: {result.message} ({result.out})")
     return 1 if result.status == "diverged" else 0

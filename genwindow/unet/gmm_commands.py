@@ -144,6 +144,9 @@ def _run(args) -> int:
         for key, value in asdict(config).items():
             print(f"{key:>14} = {value}")
         return 0
+    from genwindow.io import prepare_out_dir
+
+    prepare_out_dir(args.out)
     torch.set_num_threads(1)
     run_gmm(config, args.out, progress=_print_row)
     return 0
@@ -159,6 +162,9 @@ def _train(args) -> int:
     config = apply_overrides(base, {"n": args.n, "seed": args.seed, "width": args.width,
                                     "lr": args.lr, "steps": args.steps,
                                     "schedule": args.schedule, "samples": args.samples})
+    from genwindow.io import prepare_out_dir
+
+    prepare_out_dir(args.out)
     torch.set_num_threads(1)
     result = train_gmm(config, args.out, d=args.d, exact_every=args.exact_every,
                        sampler=args.sampler, sampler_steps=args.sampler_steps)
@@ -198,9 +204,19 @@ def _sweep(args) -> int:
 
 
 def _summary(args) -> int:
-    from genwindow.unet.gmm_analysis import write_summary
+    from pathlib import Path
 
-    write_summary(args.folder)
+    from genwindow.errors import ConfigError
+    from genwindow.unet.gmm_analysis import load_runs, write_summary
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ConfigError(f"FOLDER: {folder} not found; give the --out folder of a "
+                          f"`genwindow gmm sweep`")
+    if not load_runs(folder):
+        raise ConfigError(f"FOLDER: no finished runs under {folder}; `gmm summary` reads the "
+                          f"--out folder of a `genwindow gmm sweep` (one sub-folder per run)")
+    write_summary(folder)
     if args.reference:
         _time_change(args.folder, args.reference)
     return 0

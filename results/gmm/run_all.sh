@@ -23,5 +23,8 @@ genwindow gmm sweep --n 128 --seeds 0 --steps 20000 $COMMON --out results/gmm/sc
   --schedules "gap-threshold:decay_level=0.15,stop_level=inf,decay=0.1,smoothing=0.5,patience=2;plateau:metric=score_error,factor=0.1,patience=2,threshold=0.02,min_factor=0.01"
 # 5. n = 512 (W = 128, constant rate), 40,000 steps.
 genwindow gmm sweep --n 512 --seeds 0 --steps 10000 --max-steps 40000 $COMMON --out results/gmm/main
+# 6. Seeds 1 and 2 at n = 256 and n = 512.
+genwindow gmm sweep --n 256 --seeds 1,2 --steps 15000 $COMMON --out results/gmm/main
+genwindow gmm sweep --n 512 --seeds 1,2 --steps 10000 --max-steps 40000 $COMMON --out results/gmm/main
 genwindow gmm summary results/gmm/main
 genwindow gmm summary results/gmm/schedules --reference results/gmm/main/W128_constant_n128_s0
