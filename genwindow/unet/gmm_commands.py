@@ -106,9 +106,15 @@ def register(subparsers) -> None:
 def _add_run_options(parser, exclude=()) -> None:
     parser.add_argument("--preset", default="cpu-gmm", help="named configuration to start "
                                                             "from (default cpu-gmm)")
+    from genwindow.unet.gmm_run import PRESETS
+
+    preset = PRESETS["cpu-gmm"]
     for flag, kind, text in RUN_OPTIONS:
         if flag not in exclude:
-            parser.add_argument(flag, type=kind, default=None, help=text)
+            field = flag.lstrip("-").replace("-", "_")
+            shown = getattr(preset, field, None)
+            suffix = f" (cpu-gmm: {shown})" if shown is not None else ""
+            parser.add_argument(flag, type=kind, default=None, help=text + suffix)
 
 
 def _config(args, **overrides):
