@@ -2,9 +2,9 @@
 
 Both produce the train loss, test loss, score error and gap from τ = 0 to a few times
 tau_mem on one instance. The closed form costs one eigendecomposition and one matrix
-product per τ; real training costs τ_end d² / lr gradient steps, and its accuracy (its
-distance to the exact curve, from the step size and the fresh-noise fluctuations) improves
-only as the rate falls. Each training run is timed with its accuracy, so the closed form is
+product per τ. Real training costs τ_end d² / lr gradient steps. Its accuracy (its distance
+to the exact curve, from the step size and the fresh-noise fluctuations) improves only as
+the rate falls. Each training run is timed with its accuracy, so the closed form is
 compared with training at the accuracy training actually reaches. Times are CPU seconds of
 this process (time.process_time, all threads), which other load on the machine changes
 less than wall time; wall seconds are printed beside them.

@@ -52,8 +52,10 @@ def _to_jsonable(value: Any) -> Any:
         return _to_jsonable(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, float) and np.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return value
 
 

@@ -22,10 +22,10 @@ def available_memory_bytes() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_memory(bytes_needed: float, what: str, option: str) -> None:
+def check_memory(bytes_needed: float, description: str, option: str) -> None:
     """Raise ConfigError naming ``option`` when ``bytes_needed`` exceeds usable memory."""
     available = available_memory_bytes()
     if bytes_needed > USABLE_FRACTION * available:
         raise ConfigError(
-            f"{option}: {what} needs about {bytes_needed / 2**30:.1f} GiB of memory but "
+            f"{option}: {description} needs about {bytes_needed / 2**30:.1f} GiB of memory but "
             f"{available / 2**30:.1f} GiB is available; lower {option}")

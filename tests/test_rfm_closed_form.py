@@ -24,7 +24,7 @@ def dense_closed_form(m, ridge=0.0):
     return ClosedForm.from_matrices(replace(m, U=PSDMatrix(dense=m.U.to_dense())), ridge)
 
 
-def test_zero_time_gives_unit_loss_and_zero_model_score_error(small):
+def test_zero_time_losses(small):
     inst, m = small
     curves = ClosedForm.from_matrices(m).curves([0.0])
     assert curves["train_loss"][0] == pytest.approx(1.0, abs=1e-15)
@@ -103,7 +103,7 @@ def test_ge_eigenvalues_match_dense_and_count_delta_peak():
     assert at_peak == inst.p - inst.n - inst.d
 
 
-def test_second_bulk_spans_ten_to_forty_five_at_paper_sizes():
+def test_second_bulk_edges_paper_sizes():
     # Bonnaire et al. (2025), Fig. 4: ψ_p = 64, ψ_n = 8, t = 0.01, d = 100.
     inst = sample_instance(d=100, psi_p=64, psi_n=8, t=0.01, seed=0)
     lam = ge_eigenvalues(inst)
@@ -131,7 +131,7 @@ def count_eigenvalues_below(matrix, value):
 
 
 @pytest.mark.slow
-def test_dense_u_at_paper_sizes_has_exact_delta_peak():
+def test_dense_u_delta_peak_count():
     # The full 6400 × 6400 Gaussian-equivalent U, with no Gram reduction: U − s_t² I has
     # rank n + d, so exactly p − n − d eigenvalues sit at s_t² and none below it.
     inst = sample_instance(d=100, psi_p=64, psi_n=8, t=0.01, seed=0)

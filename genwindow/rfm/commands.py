@@ -195,7 +195,8 @@ def run_train(args: argparse.Namespace) -> int:
     prepare_out_dir(args.out)
     inst = config.instance()
     matrices = build_matrices(inst, config.features, config.noise_samples, config.seed)
-    lr = args.lr if args.lr is not None else args.lr_fraction * max_stable_lr(matrices)
+    stable_lr = max_stable_lr(matrices)
+    lr = args.lr if args.lr is not None else args.lr_fraction * stable_lr
     schedule = make_schedule(args.schedule, total_steps=args.steps, n=inst.n,
                              psi_n=inst.psi_n, tau_per_step=lr / inst.d**2)
     print(f"training A: d={inst.d} p={inst.p} n={inst.n} t={inst.t:g} lr={lr:.4g} "
@@ -211,7 +212,7 @@ def run_train(args: argparse.Namespace) -> int:
     limits = cf.limits()
     summary = {"trained": summarize(inst, training, limits, config.rise),
                "closed_form": summarize(inst, closed, limits, config.rise),
-               "lr": lr, "max_stable_lr": max_stable_lr(matrices),
+               "lr": lr, "max_stable_lr": stable_lr,
                "optimizer": args.optimizer, "schedule": args.schedule,
                "batch_size": args.batch_size or inst.n, "steps": args.steps,
                "config": config.as_dict()}

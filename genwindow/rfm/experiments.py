@@ -79,10 +79,10 @@ def summarize(inst, curves: pd.DataFrame, limits: dict, rise: float) -> dict:
 
 
 def fit_power_law(x, y, confidence: float = 0.95) -> dict:
-    """Fit log y = α log x + c by least squares; return α, its interval and the prefactor.
+    """Fit log y = α log x + c by least squares and return α, its interval and the prefactor.
 
     The interval is the Student-t interval of the slope from the residual scatter, so it
-    widens when seeds disagree; it needs at least three distinct points.
+    widens when seeds disagree. The fit needs at least three points over two distinct x.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)

@@ -27,8 +27,8 @@ from genwindow.rfm.matrices import FEATURE_KINDS, RFMatrices, build_matrices
 from genwindow.theory.constants import activation
 
 OPTIMIZERS = ("gd", "adam")
-# The noise-averaged train loss starts at 1 and gradient descent at a stable rate only
-# lowers it, up to noise of order the rate; far above 1 the iteration has diverged.
+# The noise-averaged train loss starts at 1, and gradient descent at a stable rate only
+# lowers it (up to noise of order the rate). A loss far above 1 means divergence.
 DIVERGED_LOSS = 1e3
 
 
