@@ -90,9 +90,7 @@ class Diffusion:
 
     def ddim_indices(self, num_steps: int) -> np.ndarray:
         """Return the decreasing DDPM indices that a ``num_steps``-step DDIM run visits."""
-        require(1 <= num_steps <= self.T,
-                f"--sampler-steps must be between 1 and {self.T}, got {num_steps}")
-        return np.unique(np.round(np.linspace(0, self.T - 1, num_steps)).astype(np.int64))[::-1]
+        return ddim_indices(self.T, num_steps)
 
     @torch.no_grad()
     def sample(self, model, seeds: Sequence[int], shape: tuple[int, ...], *,
@@ -132,15 +130,10 @@ class Diffusion:
         return eps_uncond + guidance * (eps_cond - eps_uncond)
 
     def _ddim(self, model, x, generators, num_steps, labels, guidance, device, on_step, rows):
-        indices = self.ddim_indices(num_steps)
-        for i, k in enumerate(indices):
-            eps = self.predict_eps(model, x, int(k), labels, guidance, on_step, rows)
-            x0 = self.denoise(eps, x, int(k))
-            if i + 1 == len(indices):
-                return x0
-            ab_prev = float(self.alpha_bar[indices[i + 1]])
-            x = np.sqrt(ab_prev) * x0 + np.sqrt(1.0 - ab_prev) * eps
-        return x
+        def eps_at(x, k):
+            return self.predict_eps(model, x, k, labels, guidance, on_step, rows)
+
+        return ddim_steps(eps_at, x, self.alpha_bar, self.ddim_indices(num_steps))
 
     def _ancestral(self, model, x, generators, num_steps, labels, guidance, device, on_step,
                    rows):
@@ -156,3 +149,28 @@ class Diffusion:
             z = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
             x = mean + np.sqrt(variance) * z
         return x
+
+
+def ddim_indices(total: int, num_steps: int) -> np.ndarray:
+    """Return the decreasing DDPM indices, evenly spaced over 0 … total − 1, that a
+    ``num_steps``-step DDIM run visits."""
+    require(1 <= num_steps <= total,
+            f"--sampler-steps must be between 1 and {total}, got {num_steps}")
+    return np.unique(np.round(np.linspace(0, total - 1, num_steps)).astype(np.int64))[::-1]
+
+
+def ddim_steps(eps_at: Callable, x: torch.Tensor, alpha_bar: np.ndarray,
+               indices: np.ndarray) -> torch.Tensor:
+    """Run deterministic DDIM (η = 0; Song, Meng, Ermon 2021, arXiv:2010.02502) from x at
+    DDPM index ``indices[0]`` down the decreasing ``indices``; return the denoised x̂_0 of
+    the last one. ``eps_at(x, k)`` is the noise prediction at one integer index k.
+    """
+    for i, k in enumerate(indices):
+        eps = eps_at(x, int(k))
+        ab = float(alpha_bar[k])
+        x0 = (x - np.sqrt(1.0 - ab) * eps) / np.sqrt(ab)
+        if i + 1 == len(indices):
+            return x0
+        ab_prev = float(alpha_bar[indices[i + 1]])
+        x = np.sqrt(ab_prev) * x0 + np.sqrt(1.0 - ab_prev) * eps
+    return x

@@ -16,15 +16,14 @@ import numpy as np
 import torch
 
 from genwindow.errors import require
+from genwindow.unet.diffusion import ddim_indices, ddim_steps
 from genwindow.unet.gmm import (GaussianMixture, ddpm_times, exact_epsilon,
                                 gaussian_entropy)
+from genwindow.unet.metrics import MEMORIZATION_RATIO, memorized
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
 
-MEMORIZATION_RATIO = 1.0 / 3.0
-"""A sample is memorized when ||x − a1|| / ||x − a2|| < 1/3 for its two nearest training
-points a1, a2 (Bonnaire et al. 2025, arXiv:2505.17638, following Yoon et al. 2023)."""
 
 
 @dataclass(frozen=True)
@@ -147,18 +146,13 @@ def kl_time_grid(alpha_bar: np.ndarray, num_times: int = 64) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- memorization
-# NOTE: the same 1/3 nearest-neighbour rule as genwindow.unet.metrics.f_mem, with a binomial
-# standard error instead of a bootstrap interval; the two should become one function.
 @torch.no_grad()
 def fraction_memorized(samples: torch.Tensor, train: torch.Tensor,
                        ratio: float = MEMORIZATION_RATIO) -> tuple[float, float]:
-    """Return (f_mem, its binomial standard error): the share of samples whose nearest
-    training point is closer than ``ratio`` times the second nearest."""
+    """Return (f_mem, its binomial standard error) under the nearest-neighbour rule of
+    genwindow.unet.metrics.memorized."""
     require(train.shape[0] >= 2, "f_mem needs at least 2 training points")
-    distances = torch.cdist(samples.to(torch.float64), train.to(torch.float64))
-    nearest = torch.topk(distances, 2, dim=1, largest=False).values
-    memorized = (nearest[:, 0] < ratio * nearest[:, 1]).double()
-    f = float(memorized.mean())
+    f = float(memorized(samples, train, ratio).mean())
     return f, math.sqrt(max(f * (1 - f), 0.0) / samples.shape[0])
 
 
@@ -233,25 +227,20 @@ class ExactMonitor:
 
 
 # ---------------------------------------------------------------------- samplers
-# NOTE: a vector-only twin of the DDIM sampler in genwindow.unet.diffusion, which draws one
-# seed per sample where this one draws one seed per batch; the two should become one.
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, alpha_bar: np.ndarray, n: int, d: int, num_steps: int = 100,
                 seed: int = 0) -> torch.Tensor:
-    """Draw n samples with deterministic DDIM (η = 0) on ``num_steps`` evenly spaced steps
-    (Song, Meng, Ermon 2021, arXiv:2010.02502); returns float64 (n, d)."""
-    total = len(alpha_bar)
-    require(1 <= num_steps <= total, f"DDIM steps must be in 1 … {total}, got {num_steps}")
+    """Draw n samples with deterministic DDIM on ``num_steps`` evenly spaced steps, the
+    step rule of genwindow.unet.diffusion; all n starting points come from one ``seed``.
+    Returns float64 (n, d)."""
+    indices = ddim_indices(len(alpha_bar), num_steps)
     generator = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, d, dtype=torch.float64, generator=generator)
-    steps = np.unique(np.linspace(0, total - 1, num_steps).round().astype(int))[::-1]
-    for i, k in enumerate(steps):
-        a = float(alpha_bar[k])
-        a_prev = float(alpha_bar[steps[i + 1]]) if i + 1 < len(steps) else 1.0
-        eps = eps_fn(x, torch.full((n,), int(k), dtype=torch.long)).to(torch.float64)
-        x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
-        x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
-    return x
+
+    def eps_at(x, k):
+        return eps_fn(x, torch.full((n,), k, dtype=torch.long)).to(torch.float64)
+
+    return ddim_steps(eps_at, x, alpha_bar, indices)
 
 
 @torch.no_grad()
