@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -11,7 +12,8 @@ from genwindow.cli import main
 from genwindow.errors import ConfigError
 from genwindow.unet.data import load_data
 from genwindow.unet.gmm import GaussianMixture, mixture_of_split
-from genwindow.unet.gmm_analysis import crossing_step, fit_exponent, tau_gen_kl
+from genwindow.unet.gmm_analysis import (crossing_step, fit_exponent, n_mem_at_budget,
+                                        tau_gen_kl)
 from genwindow.unet.gmm_run import GMMRunConfig, eval_steps, run_gmm, wilson_interval
 
 TINY = GMMRunConfig(n=16, steps=60, evals=2, first_eval=30, monitor_every=20, samples=100,
@@ -94,6 +96,12 @@ def test_cli_run_sweep_summary(tmp_path, capsys):
     for name in ("summary.csv", "fits.json", "curves.png", "timescales.png"):
         assert (folder / name).exists(), name
     assert main(["gmm", "summary", str(folder)]) == 0
+    assert main(["gmm", "summary", str(folder), "--reference", str(folder),
+                 "--budget", "5"]) == 0
+    n_mem = pd.read_csv(folder / "n_mem.csv")
+    assert list(n_mem["sizes"]) == ["16,32"]
+    time_change = pd.read_csv(folder / "time_change.csv")
+    assert sorted(time_change["n"]) == [16, 32]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -135,6 +143,52 @@ def test_fit_exponent_recovers_power_law():
     assert fit["exponent_se"] < 0.05
 
 
+def test_fit_exponent_interval_and_local_slopes():
+    n = np.array([128, 128, 256, 256, 512, 512])
+    # Factors r and 1/r, so that the mean of log tau at each n lies on the power law.
+    tau = 5.0 * n**0.9 * np.array([1.03, 1 / 1.03, 1.02, 1 / 1.02, 1.04, 1 / 1.04])
+    fit = fit_exponent(n, tau)
+    assert fit["exponent_low"] < fit["exponent"] < fit["exponent_high"]
+    # Student t with 4 degrees of freedom: 2.776 standard errors either side.
+    width = fit["exponent_high"] - fit["exponent_low"]
+    assert width == pytest.approx(2 * 2.776 * fit["exponent_se"], rel=1e-3)
+    assert fit["local"]["128-256"] == pytest.approx(0.9, abs=1e-12)
+    assert fit["local"]["256-512"] == pytest.approx(0.9, abs=1e-12)
+
+
+def _summary_rows(schedule, rows):
+    return [{"width": 128, "schedule": schedule, "n": n, "tau_mem": tau, "steps": steps}
+            for n, tau, steps in rows]
+
+
+def test_n_mem_at_budget_cases():
+    nan = float("nan")
+    table = pd.DataFrame(
+        _summary_rows("constant", [(128, 8000, 20000), (256, 16000, 30000),
+                                   (512, 28000, 40000)])
+        + _summary_rows("oracle", [(128, nan, 20000), (256, nan, 10000)])
+        + _summary_rows("fast", [(128, 900, 20000), (256, 1800, 20000)]))
+    rows = n_mem_at_budget(table, 20000).set_index("schedule")
+
+    constant = rows.loc["constant"]
+    share = math.log(20000 / 16000) / math.log(28000 / 16000)
+    assert constant["n_mem"] == pytest.approx(256 * 2**share, rel=1e-12)
+    assert (constant["n_mem_low"], constant["n_mem_high"]) == (256, 512)
+
+    # The n = 256 oracle run stopped at 10,000 steps without memorizing, so it is left out
+    # at S = 20,000. The n = 128 run spent the budget without memorizing.
+    oracle = rows.loc["oracle"]
+    assert oracle["sizes"] == "128"
+    assert math.isnan(oracle["n_mem_low"])
+    assert oracle["n_mem_high"] == 128
+    assert math.isnan(oracle["n_mem"])
+
+    fast = rows.loc["fast"]
+    assert fast["n_mem_low"] == 256
+    assert math.isnan(fast["n_mem_high"])
+    assert math.isnan(fast["n_mem"])
+
+
 def test_wilson_interval():
     low, high = wilson_interval(0.0, 1000)
     assert low == 0.0
@@ -149,7 +203,7 @@ def test_time_change_check_identity():
 
     config = dict(TINY.__dict__)
     frame = run_gmm(TINY)
-    table = time_change_check([(config, frame)], (config, frame))
+    table = time_change_check([(config, frame)], [(config, frame)])
     row = table.iloc[0]
     assert row["lr_time_end"] == 60
     assert row["score_error_end"] == pytest.approx(row["score_error_const_at_T"], abs=1e-12)

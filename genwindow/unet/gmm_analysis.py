@@ -84,21 +84,76 @@ def summarise_run(config: dict, frame, level: float | None = None) -> dict:
 
 
 def fit_exponent(x, y) -> dict:
-    """Fit y = c · x^exponent on log-log axes over finite positive points, with the
-    standard error of the slope (NaN with fewer than three points)."""
+    """Fit y = c · x^exponent on log-log axes over finite positive points.
+
+    Returns the slope with its standard error and a 95% Student-t interval on points − 2
+    degrees of freedom (NaN with fewer than three points). ``local`` maps each pair of
+    consecutive x values to the slope between the means of log y at them, which shows
+    whether the exponent drifts with x.
+    """
+    from scipy import stats
+
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     keep = np.isfinite(y) & (y > 0)
     points = int(keep.sum())
+    nan = float("nan")
     if len(np.unique(x[keep])) < 2:
-        return {"exponent": float("nan"), "exponent_se": float("nan"), "points": points}
+        return {"exponent": nan, "exponent_se": nan, "exponent_low": nan,
+                "exponent_high": nan, "points": points}
     lx, ly = np.log(x[keep]), np.log(y[keep])
     slope, intercept = np.polyfit(lx, ly, 1)
-    se = float("nan")
+    se = low = high = nan
     if points > 2:
         residual = ly - (slope * lx + intercept)
         se = float(np.sqrt(residual @ residual / (points - 2) / ((lx - lx.mean()) ** 2).sum()))
-    return {"exponent": float(slope), "exponent_se": se, "prefactor": float(np.exp(intercept)),
-            "points": points}
+        half = float(stats.t.ppf(0.975, points - 2)) * se
+        low, high = float(slope - half), float(slope + half)
+    sizes = np.unique(x[keep])
+    mean_log = [float(ly[x[keep] == size].mean()) for size in sizes]
+    local = {f"{a:g}-{b:g}": float((mean_log[i + 1] - mean_log[i]) / math.log(b / a))
+             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
+    return {"exponent": float(slope), "exponent_se": se, "exponent_low": low,
+            "exponent_high": high, "prefactor": float(np.exp(intercept)), "points": points,
+            "local": local}
+
+
+def n_mem_at_budget(table, budget: float) -> "pd.DataFrame":
+    """Return n_mem(S), the largest training-set size that memorizes within ``budget`` steps,
+    for each (width, schedule) of a summary table.
+
+    tau_mem grows with n, so n_mem(S) lies between the largest n whose median tau_mem over
+    seeds is at most S and the next n run. When both of those n have a finite tau_mem,
+    n_mem is interpolated linearly on log-log axes. A run that stopped before S without
+    reaching the f_mem level gives no information at S and is left out. ``n_mem_low`` and
+    ``n_mem_high`` bracket n_mem by the sizes run (NaN where no run bounds it).
+    """
+    import pandas as pd
+
+    rows = []
+    for (width, schedule), group in table.groupby(["width", "schedule"]):
+        per_n = []
+        for n, runs in group.groupby("n"):
+            informative = runs[np.isfinite(runs["tau_mem"]) | (runs["steps"] >= budget)]
+            if len(informative):
+                # A run without a crossing memorizes after its last step, so after S.
+                tau = informative["tau_mem"].fillna(np.inf)
+                per_n.append((float(n), float(np.median(tau)), len(informative)))
+        nan = float("nan")
+        row = {"width": width, "schedule": schedule, "budget": budget, "n_mem": nan,
+               "n_mem_low": nan, "n_mem_high": nan,
+               "sizes": ",".join(f"{n:g}" for n, _, _ in per_n),
+               "runs": sum(count for _, _, count in per_n)}
+        tau_of = {n: tau for n, tau, _ in per_n}
+        low = max((n for n, tau in tau_of.items() if tau <= budget), default=nan)
+        # Comparisons with NaN are false, so with no low bound every later n qualifies.
+        high = min((n for n, tau in tau_of.items() if tau > budget and not n < low),
+                   default=nan)
+        row["n_mem_low"], row["n_mem_high"] = low, high
+        if math.isfinite(low) and math.isfinite(high) and math.isfinite(tau_of[high]):
+            share = math.log(budget / tau_of[low]) / math.log(tau_of[high] / tau_of[low])
+            row["n_mem"] = float(math.exp(math.log(low) + share * math.log(high / low)))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def load_runs(folder: str | Path):
@@ -155,7 +210,8 @@ def write_summary(folder: str | Path) -> dict:
                "tau_mem_low", "tau_mem_high", "kl_end", "f_mem_end"]
     print(format_table(table[columns]))
     for name, fit in fits.items():
-        print(f"{name}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f} "
+        print(f"{name}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f}, 95% "
+              f"[{fit['exponent_low']:.3f}, {fit['exponent_high']:.3f}] "
               f"({fit['points']} points)")
     return fits
 
@@ -206,9 +262,13 @@ def _plot(runs, table, folder: Path) -> None:
     save_figure(fig, folder / "timescales.png")
 
 
-def time_change_check(runs, reference) -> "pd.DataFrame":
-    """Compare each scheduled run at its end with the constant-rate ``reference`` run at the
-    same training time T = Σ lr factors.
+def time_change_check(runs, references) -> "pd.DataFrame":
+    """Compare each scheduled run at its end with a constant-rate run at the same training
+    time T = Σ lr factors.
+
+    ``references`` is a list of (config, frame) constant-rate runs. Each run is compared with
+    the reference of equal n, seed and width, or with the only reference when there is one.
+    Runs without a matching reference are left out.
 
     For gradient flow on a quadratic loss (the random-features model) a learning-rate
     schedule only reparametrises time, so the state after a schedule equals the constant-rate
@@ -217,11 +277,17 @@ def time_change_check(runs, reference) -> "pd.DataFrame":
     """
     import pandas as pd
 
-    ref_config, ref = reference
-    ref_evals = ref.dropna(subset=["kl"])
-    ref_evals = ref_evals[ref_evals["step"] > 0]
+    def key(config):
+        return config["n"], config["seed"], config["width"]
+
+    by_key = {key(config): frame for config, frame in references}
     rows = []
     for config, frame in runs:
+        ref = references[0][1] if len(references) == 1 else by_key.get(key(config))
+        if ref is None:
+            continue
+        ref_evals = ref.dropna(subset=["kl"])
+        ref_evals = ref_evals[ref_evals["step"] > 0]
         last = frame.iloc[-1]
         evals = frame.dropna(subset=["kl"])
         end = evals.iloc[-1]
@@ -229,8 +295,9 @@ def time_change_check(runs, reference) -> "pd.DataFrame":
         inside = lr_time <= ref["step"].max()
         log_time = math.log(max(lr_time, 1.0))
         rows.append({
-            "schedule": config["schedule"], "steps": int(last["step"]),
-        "finished": bool(config.get("finished", True)),
+            "schedule": config["schedule"], "n": config["n"], "seed": config["seed"],
+            "width": config["width"], "steps": int(last["step"]),
+            "finished": bool(config.get("finished", True)),
             "lr_time_end": lr_time,
             "score_error_end": float(last["score_error"]),
             "score_error_const_at_T": float(np.interp(lr_time, ref["step"],

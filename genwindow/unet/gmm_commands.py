@@ -98,8 +98,14 @@ def register(subparsers) -> None:
     summary = commands.add_parser("summary", help="tau_gen, tau_mem and fits of a sweep")
     summary.add_argument("folder", help="folder written by `genwindow gmm sweep`")
     summary.add_argument("--reference", default=None,
-                         help="a constant-rate run folder: compare every run with it at the "
-                              "same training time Σ lr factors (writes time_change.csv)")
+                         help="a constant-rate run folder, or a sweep folder whose constant "
+                              "runs are matched by n, seed and width: compare every run "
+                              "with it at the same training time Σ lr factors (writes "
+                              "time_change.csv)")
+    summary.add_argument("--budget", type=positive_int("--budget"), default=None,
+                         help="step budget S: write n_mem.csv, the largest n that memorizes "
+                              "within S steps for each schedule (with --reference, its "
+                              "constant runs too)")
     summary.set_defaults(func=_summary)
 
 
@@ -212,40 +218,59 @@ def _sweep(args) -> int:
 def _summary(args) -> int:
     from pathlib import Path
 
+    import pandas as pd
+
     from genwindow.errors import ConfigError
-    from genwindow.unet.gmm_analysis import load_runs, write_summary
+    from genwindow.io import format_table, write_csv
+    from genwindow.unet.gmm_analysis import (load_runs, n_mem_at_budget, summarise_run,
+                                             time_change_check, write_summary)
 
     folder = Path(args.folder)
     if not folder.is_dir():
         raise ConfigError(f"FOLDER: {folder} not found; give the --out folder of a "
                           f"`genwindow gmm sweep`")
-    if not load_runs(folder):
+    runs = load_runs(folder)
+    if not runs:
         raise ConfigError(f"FOLDER: no finished runs under {folder}; `gmm summary` reads the "
                           f"--out folder of a `genwindow gmm sweep` (one sub-folder per run)")
+    references = _reference_runs(args.reference) if args.reference else []
     write_summary(folder)
-    if args.reference:
-        _time_change(args.folder, args.reference)
+    if references:
+        table = time_change_check(runs, references)
+        write_csv(folder / "time_change.csv", table)
+        print(format_table(table))
+    if args.budget:
+        own = {(c["n"], c["seed"], c["width"], c["schedule"]) for c, _ in runs}
+        extra = [(c, f) for c, f in references
+                 if (c["n"], c["seed"], c["width"], c["schedule"]) not in own]
+        table = pd.DataFrame([summarise_run(c, f) for c, f in runs + extra])
+        n_mem = n_mem_at_budget(table, args.budget)
+        write_csv(folder / "n_mem.csv", n_mem)
+        print(format_table(n_mem))
     return 0
 
 
-def _time_change(folder, reference) -> None:
+def _reference_runs(reference) -> list:
+    """Return the constant-rate runs of ``--reference``: one run folder, or every run of a
+    sweep folder."""
     import json
     from pathlib import Path
 
     import pandas as pd
 
     from genwindow.errors import ConfigError
-    from genwindow.io import format_table, write_csv
-    from genwindow.unet.gmm_analysis import load_runs, time_change_check
+    from genwindow.unet.gmm_analysis import load_runs
 
     path = Path(reference)
-    if not (path / "metrics.csv").exists():
-        raise ConfigError(f"--reference {reference}: no metrics.csv; give the folder of a "
-                          f"finished `genwindow gmm run`")
-    ref = (json.loads((path / "config.json").read_text()), pd.read_csv(path / "metrics.csv"))
-    table = time_change_check(load_runs(folder), ref)
-    write_csv(Path(folder) / "time_change.csv", table)
-    print(format_table(table))
+    if (path / "metrics.csv").exists():
+        return [(json.loads((path / "config.json").read_text()),
+                 pd.read_csv(path / "metrics.csv"))]
+    runs = [(c, f) for c, f in load_runs(path) if c["schedule"] == "constant"] \
+        if path.is_dir() else []
+    if not runs:
+        raise ConfigError(f"--reference {reference}: neither a finished `genwindow gmm run` "
+                          f"(no metrics.csv) nor a sweep folder with constant-rate runs")
+    return runs
 
 
 def _slug(spec: str) -> str:

@@ -231,7 +231,7 @@ class ExactMonitor:
 def ddim_sample(eps_fn: EpsFn, alpha_bar: np.ndarray, n: int, d: int, num_steps: int = 100,
                 seed: int = 0) -> torch.Tensor:
     """Draw n samples with deterministic DDIM on ``num_steps`` evenly spaced steps, the
-    step rule of genwindow.unet.diffusion; all n starting points come from one ``seed``.
+    step rule of genwindow.unet.diffusion. All n starting points come from one ``seed``.
     Returns float64 (n, d)."""
     indices = ddim_indices(len(alpha_bar), num_steps)
     generator = torch.Generator().manual_seed(int(seed))
