@@ -10,6 +10,7 @@ import torch
 
 from genwindow.cli import main
 from genwindow.errors import ConfigError
+from genwindow.schedules.registry import available
 from genwindow.unet.data import load_data
 from genwindow.unet.gmm import GaussianMixture, mixture_of_split
 from genwindow.unet.gmm_analysis import (crossing_step, fit_exponent, n_mem_at_budget,
@@ -62,6 +63,23 @@ def test_schedule_controls_rate_and_stop():
     # score_error > 0 at step 0, so the controller halves the rate and stops after step 0.
     assert frame["step"].tolist() == [0, 1]
     assert frame["lr_time"].iloc[-1] == pytest.approx(0.5)
+
+
+# One spec per registered schedule. size-aware needs its law, given here as c and alpha
+# on the run's n and steps, with kappa small enough to act within the 60-step run.
+EVERY_SCHEDULE = {
+    "size-aware": "size-aware:c=0.5,alpha=1,kappa=1",
+    "fixed-budget": "fixed-budget:total_steps=40",
+}
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_every_schedule_runs_unchanged(name):
+    frame = run_gmm(GMMRunConfig(**{**TINY.__dict__,
+                                    "schedule": EVERY_SCHEDULE.get(name, name)}))
+    assert frame["lr_time"].notna().all()
+    assert np.isfinite(frame["score_error"].dropna()).all()
+    assert 0 < frame["lr_time"].iloc[-1] <= frame["step"].iloc[-1]
 
 
 def test_run_writes_files(tmp_path):
