@@ -65,8 +65,8 @@ def test_schedule_controls_rate_and_stop():
     assert frame["lr_time"].iloc[-1] == pytest.approx(0.5)
 
 
-# One spec per registered schedule. size-aware needs its law, given here as c and alpha
-# on the run's n and steps, with kappa small enough to act within the 60-step run.
+# Specs of the schedules that need parameters; every other schedule runs by its name.
+# size-aware gets its law as c and alpha on the run's n, small enough to act in 60 steps.
 EVERY_SCHEDULE = {
     "size-aware": "size-aware:c=0.5,alpha=1,kappa=1",
     "fixed-budget": "fixed-budget:total_steps=40",
