@@ -146,6 +146,18 @@ def test_cli_train_uses_trainer(tmp_path):
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
 
 
+def test_cli_train_resume_with_other_d_fails(tmp_path, capsys):
+    out = tmp_path / "trained"
+    argv = ["gmm", "train", "--n", "8", "--steps", "10", "--samples", "20",
+            "--sampler-steps", "5", "--exact-every", "10", "--out", str(out)]
+    assert main([*argv, "--d", "4"]) == 0
+    assert json.loads((out / "mixture.json").read_text()) == {"d": 4, "mean": 1.0}
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--d", "8"])
+    assert exit_info.value.code == 2
+    assert "--d 4" in capsys.readouterr().err
+
+
 def test_crossing_and_tau_gen():
     steps = np.array([0, 100, 1000, 10000])
     assert crossing_step(steps, [0, 0.0, 0.1, 0.3], 0.2) == pytest.approx(math.sqrt(1e7))

@@ -7,8 +7,8 @@ denoiser and sample monitors are off, and two monitors of this module replace th
 ones. A schedule reads train_loss, test_loss, gen_gap and score_error (against the exact
 score) every ``exact_every`` steps, and f_mem with the KL divergence at log-spaced steps.
 
-NOTE: the trainer's config.json has no field for the mixture's dimension or mean, so a run
-with ``d`` other than 8 resumes correctly only when called again with the same ``d``.
+The trainer's config.json has no field for the mixture's dimension or mean, so ``train_gmm``
+keeps them in ``mixture.json`` beside it and refuses to resume a run with other values.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def train_gmm(config: TrainConfig, out: str | Path, *, d: int = 8, mean: float =
     require(exact_every >= 1, f"--exact-every must be at least 1, got {exact_every}")
     if config.batch == 0:
         config = replace(config, batch=config.n)
+    _check_mixture(Path(out), {"d": d, "mean": mean})
     split = load_data("gmm", config.n, config.seed, d=d, mean=mean, heldout=config.heldout)
     alpha_bar = Diffusion(config.diffusion_config()).alpha_bar
     exact_steps = sorted(set(range(0, config.steps + 1, exact_every)) | {config.steps})
@@ -116,3 +117,21 @@ def train_gmm(config: TrainConfig, out: str | Path, *, d: int = 8, mean: float =
                                  sampler=sampler, sampler_steps=sampler_steps,
                                  seed=config.seed)]
     return train(config, out, progress=progress, extra_monitors=monitors, split=split)
+
+
+def _check_mixture(out: Path, mixture: dict) -> None:
+    """Write ``mixture.json`` in a new run folder, or check it against ``mixture`` on resume."""
+    import json
+
+    from genwindow.errors import ConfigError
+    from genwindow.io import write_json
+
+    path = out / "mixture.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != mixture:
+            raise ConfigError(f"{out} was trained on the mixture {saved}, not {mixture}; "
+                              f"rerun with --d {saved['d']} to resume it, or give a new --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, mixture)
