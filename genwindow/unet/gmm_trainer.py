@@ -8,7 +8,7 @@ ones. A schedule reads train_loss, test_loss, gen_gap and score_error (against t
 score) every ``exact_every`` steps, and f_mem with the KL divergence at log-spaced steps.
 
 The trainer's config.json has no field for the mixture's dimension or mean, so ``train_gmm``
-keeps them in ``mixture.json`` beside it and refuses to resume a run with other values.
+keeps them in ``mixture.json`` beside it and rejects a resume with other values.
 """
 
 from __future__ import annotations
