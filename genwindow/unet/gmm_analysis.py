@@ -244,21 +244,50 @@ def _plot(runs, table, folder: Path) -> None:
     axes[1].legend(fontsize=6)
     save_figure(fig, folder / "curves.png")
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for (width, schedule), group in table.groupby(["width", "schedule"]):
+    groups = list(table.groupby(["width", "schedule"]))
+    colors = dict(zip([key for key, _ in groups], sns.color_palette(n_colors=len(groups))))
+    by_width = table.groupby(["n", "schedule"]).filter(lambda g: g["width"].nunique() >= 2)
+    fig, axes = plt.subplots(1, 2 if len(by_width) else 1, figsize=(11, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    for (width, schedule), group in groups:
+        color = colors[(width, schedule)]
         yerr = np.vstack([group["tau_mem"] - group["tau_mem_low"],
                           group["tau_mem_high"] - group["tau_mem"]])
         ax.errorbar(group["n"], group["tau_mem"], yerr=np.nan_to_num(yerr), marker="o",
-                    linestyle="", capsize=3, label=f"tau_mem W={width} {schedule}")
+                    linestyle="", capsize=3, color=color,
+                    label=f"tau_mem W={width} {schedule}")
         ax.errorbar(group["n"], group["tau_gen"],
                     yerr=np.vstack([group["tau_gen"] - group["tau_gen_prev"],
                                     np.zeros(len(group))]),
-                    marker="s", linestyle="", capsize=3, label=f"tau_gen W={width} {schedule}")
-    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="step")
+                    marker="s", linestyle="", capsize=3, color=color, alpha=0.5,
+                    label=f"tau_gen W={width} {schedule}")
+        fit = fit_exponent(group["n"], group["tau_mem"])
+        if math.isfinite(fit["exponent"]):
+            sizes = np.geomspace(group["n"].min(), group["n"].max(), 20)
+            ax.plot(sizes, fit["prefactor"] * sizes ** fit["exponent"], color=color,
+                    linewidth=1, label=f"fit n^{fit['exponent']:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="step",
+           title="tau_mem (f_mem crossing) and tau_gen (KL minimum)")
     sizes = sorted(table["n"].unique())
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
     ax.legend(fontsize=6)
+    if len(by_width):
+        ax = axes[0, 1]
+        for (n, schedule), group in by_width.groupby(["n", "schedule"]):
+            yerr = np.vstack([group["tau_mem"] - group["tau_mem_low"],
+                              group["tau_mem_high"] - group["tau_mem"]])
+            ax.errorbar(group["width"], group["tau_mem"], yerr=np.nan_to_num(yerr),
+                        marker="o", linestyle="", capsize=3, label=f"n={n} {schedule}")
+        widths = sorted(by_width["width"].unique())
+        reference = by_width[by_width["width"] == widths[0]]["tau_mem"].median()
+        ax.plot(widths, reference * widths[0] / np.asarray(widths, dtype=float), color="gray",
+                linestyle="--", linewidth=1, label="∝ 1/W")
+        ax.set(xscale="log", yscale="log", xlabel="width W", ylabel="tau_mem (step)",
+               title="tau_mem against width")
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
     save_figure(fig, folder / "timescales.png")
 
 
