@@ -82,6 +82,46 @@ def test_every_schedule_runs_unchanged(name):
     assert 0 < frame["lr_time"].iloc[-1] <= frame["step"].iloc[-1]
 
 
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(step):
+    def progress(row):
+        if row["step"] == step:
+            raise Interrupt
+
+    return progress
+
+
+CLOCKS = ["train_seconds", "monitor_seconds"]
+
+
+def test_interrupted_run_resumes_to_same_log(tmp_path):
+    config = GMMRunConfig(**{**TINY.__dict__, "schedule": "plateau:metric=score_error,factor=0.5,patience=1,threshold=0.5"})
+    whole = run_gmm(config, tmp_path / "whole", checkpoint_every=20)
+    with pytest.raises(Interrupt):
+        run_gmm(config, tmp_path / "cut", progress=_interrupt_at(40), checkpoint_every=20)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert not (tmp_path / "cut" / "metrics.csv").exists()
+
+    resumed = run_gmm(config, tmp_path / "cut", checkpoint_every=20)
+    pd.testing.assert_frame_equal(resumed.drop(columns=CLOCKS), whole.drop(columns=CLOCKS))
+    logged = pd.read_csv(tmp_path / "cut" / "metrics.csv")
+    assert logged["step"].tolist() == whole["step"].tolist()
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+
+
+def test_resume_with_other_options_fails(tmp_path):
+    with pytest.raises(Interrupt):
+        run_gmm(TINY, tmp_path, progress=_interrupt_at(40), checkpoint_every=20)
+    with pytest.raises(ConfigError, match="lr = 0.006 there, 0.001 now"):
+        run_gmm(GMMRunConfig(**{**TINY.__dict__, "lr": 1e-3}), tmp_path, checkpoint_every=20)
+    (tmp_path / "checkpoint.pt").write_bytes(b"truncated")
+    with pytest.raises(ConfigError, match="delete it"):
+        run_gmm(TINY, tmp_path, checkpoint_every=20)
+
+
 def test_run_writes_files(tmp_path):
     run_gmm(TINY, tmp_path / "run")
     config = json.loads((tmp_path / "run" / "config.json").read_text())

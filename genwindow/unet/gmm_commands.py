@@ -47,7 +47,8 @@ def register(subparsers) -> None:
 
     run = commands.add_parser("run", help="train one network and log its exact monitors")
     _add_run_options(run)
-    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--out", required=True,
+                     help="output folder; rerun the same command to resume an interrupted run")
     run.add_argument("--dry-run", action="store_true", help="print the configuration only")
     run.set_defaults(func=_run)
 
@@ -66,7 +67,9 @@ def register(subparsers) -> None:
                        help="step budget for n = 128; other n get it times n/128")
     sweep.add_argument("--max-steps", type=positive_int("--max-steps"), default=None,
                        help="cap on the step budget of any run")
-    sweep.add_argument("--out", required=True, help="output folder; one subfolder per run")
+    sweep.add_argument("--out", required=True,
+                       help="output folder, one subfolder per run; rerun the same command to "
+                            "skip finished runs and resume an interrupted one")
     sweep.set_defaults(func=_sweep)
 
     trainer = commands.add_parser(

@@ -85,11 +85,16 @@ def eval_steps(config: GMMRunConfig) -> np.ndarray:
     return np.unique(np.concatenate([[0], spaced]))
 
 
-def run_gmm(config: GMMRunConfig, out: str | Path | None = None, progress=None):
+def run_gmm(config: GMMRunConfig, out: str | Path | None = None, progress=None,
+            checkpoint_every: int = 5000):
     """Train one network and return its monitor log as a pandas DataFrame.
 
     With ``out``, writes config.json, metrics.jsonl (a line per measurement, as it happens)
-    and metrics.csv there. ``progress(row)`` is called with each measured row.
+    and metrics.csv there. ``progress(row)`` is called with each measured row. Every
+    ``checkpoint_every`` steps the whole state (network, optimizer, schedule, noise
+    generator, log) goes to ``checkpoint.pt``, so that calling again with the same config
+    after an interruption resumes there and logs the same rows as an uninterrupted run
+    (all but the clock columns). The checkpoint is removed when the run finishes.
     """
     import pandas as pd
     import torch
@@ -129,11 +134,6 @@ def run_gmm(config: GMMRunConfig, out: str | Path | None = None, progress=None):
     def eps_fn(x, k):
         return model(x.float(), k).double()
 
-    if out is not None:
-        out = Path(out)
-        write_json(out / "config.json", {**asdict(config), "mixture": mixture.to_dict()})
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-
     evals = set(eval_steps(config).tolist())
     rows = []
     train_seconds = monitor_seconds = 0.0
@@ -141,7 +141,31 @@ def run_gmm(config: GMMRunConfig, out: str | Path | None = None, progress=None):
     lr_time = 0.0   # Σ of the learning-rate factors so far: training time at the base rate
     stopped = False
     step = 0
+    saved = _load_checkpoint(out, config) if out is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        rows, step = saved["rows"], saved["step"]
+        lr_factor, lr_time = saved["lr_factor"], saved["lr_time"]
+        train_seconds, monitor_seconds = saved["train_seconds"], saved["monitor_seconds"]
+    if out is not None:
+        out = Path(out)
+        write_json(out / "config.json", {**asdict(config), "mixture": mixture.to_dict()})
+        # Rows logged after the checkpoint are measured again, so the log restarts from it.
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        for row in rows:
+            append_jsonl(out / "metrics.jsonl", row)
+
     while True:
+        if out is not None and step > 0 and step % checkpoint_every == 0:
+            _save_checkpoint(out, {
+                "config": asdict(config), "step": step, "rows": rows,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                "lr_factor": lr_factor, "lr_time": lr_time,
+                "train_seconds": train_seconds, "monitor_seconds": monitor_seconds})
         # Monitors at this step (before its update); the schedule receives what they measured.
         metrics = {}
         final = step == config.steps or stopped
@@ -190,7 +214,51 @@ def run_gmm(config: GMMRunConfig, out: str | Path | None = None, progress=None):
     frame = pd.DataFrame(rows)
     if out is not None:
         write_csv(out / "metrics.csv", frame)
+        (out / CHECKPOINT).unlink(missing_ok=True)
     return frame
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _save_checkpoint(out: Path, state: dict) -> None:
+    """Write ``state`` to out/checkpoint.pt atomically (a temporary file, then a rename)."""
+    import os
+
+    import torch
+
+    partial = out / (CHECKPOINT + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, out / CHECKPOINT)
+
+
+def _load_checkpoint(out: str | Path, config: GMMRunConfig) -> dict | None:
+    """Return the checkpoint of an interrupted run of ``config`` in ``out``, or None.
+
+    Raises ConfigError when the checkpoint belongs to another configuration or cannot be
+    read, because resuming it would mix two runs in one log.
+    """
+    import torch
+
+    from genwindow.errors import ConfigError
+
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, weights_only=False)
+    except Exception as error:   # a truncated or foreign file
+        raise ConfigError(f"{path} is invalid or truncated ({error}); delete it to start "
+                          f"the run again") from error
+    differences = {key: (value, saved["config"].get(key))
+                   for key, value in asdict(config).items()
+                   if saved["config"].get(key) != value}
+    if differences:
+        listed = ", ".join(f"{key} = {old!r} there, {new!r} now"
+                           for key, (new, old) in differences.items())
+        raise ConfigError(f"{out} contains an interrupted run with other options ({listed}); "
+                          f"rerun with its options to resume it, or give a new --out")
+    return saved
 
 
 class _Evaluator:
