@@ -45,7 +45,7 @@ def lean_loop_step_seconds(n: int, steps: int) -> float:
     ``gmm sweep``), from its own clock, which stops during monitors; the monitors run only
     at the first and last step and are kept small."""
     config = GMMRunConfig(n=n, steps=steps, evals=1, first_eval=steps, monitor_every=steps,
-                          samples=50, sampler_steps=2, kl_times=2, heldout=64)
+                          samples=50, sampler_steps=2, kl_times=16, heldout=64)
     frame = run_gmm(config)
     return float(frame["train_seconds"].iloc[-1]) / steps
 

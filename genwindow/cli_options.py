@@ -90,15 +90,16 @@ def float_list(option: str, positive: bool = True):
     return parse
 
 
-def int_list(option: str):
-    """Return an argparse type for a comma-separated list of integers ≥ 0."""
+def int_list(option: str, minimum: int = 0):
+    """Return an argparse type for a comma-separated list of integers ≥ ``minimum``."""
     def parse(text: str) -> list[int]:
         try:
             values = [int(p) for p in text.split(",") if p.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{option} must be comma-separated integers, got {text!r}")
-        if not values or min(values) < 0:
-            raise argparse.ArgumentTypeError(f"{option} needs integers ≥ 0, got {text!r}")
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"{option} needs integers ≥ {minimum}, "
+                                             f"got {text!r}")
         return values
     return parse

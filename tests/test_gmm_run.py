@@ -18,9 +18,9 @@ from genwindow.unet.gmm_analysis import (crossing_step, fit_exponent, n_mem_at_b
 from genwindow.unet.gmm_run import GMMRunConfig, eval_steps, run_gmm, wilson_interval
 
 TINY = GMMRunConfig(n=16, steps=60, evals=2, first_eval=30, monitor_every=20, samples=100,
-                    sampler_steps=20, kl_times=8, heldout=64)
+                    sampler_steps=20, kl_times=16, heldout=64)
 TINY_ARGS = ["--evals", "2", "--first-eval", "30", "--monitor-every", "20", "--samples",
-             "100", "--sampler-steps", "20", "--kl-times", "8", "--heldout", "64"]
+             "100", "--sampler-steps", "20", "--kl-times", "16", "--heldout", "64"]
 
 
 @pytest.fixture(autouse=True)
@@ -167,12 +167,61 @@ def test_cli_run_sweep_summary(tmp_path, capsys):
     (["gmm", "run", "--out", "x", "--preset", "gpu"], "--preset"),
     (["gmm", "sweep", "--out", "x", "--n", "a,b"], "--n"),
     (["gmm", "run", "--out", "x", "--lr", "-1"], "--lr"),
+    (["gmm", "run", "--out", "x", "--seed", "-1"], "--seed"),
+    (["gmm", "run", "--out", "x", "--kl-times", "8"], "--kl-times"),
+    (["gmm", "run", "--out", "x", "--samples", "1"], "--samples"),
+    (["gmm", "run", "--out", "x", "--n", "100000000"], "--n"),
+    (["gmm", "run", "--out", "x", "--dry-run", "--schedule", "bogus"], "bogus"),
+    (["gmm", "run", "--out", "x", "--dry-run", "--schedule", "plateau:metric=typo"],
+     "'typo'"),
+    (["gmm", "sweep", "--out", "x", "--schedules", ";;"], "--schedules"),
+    (["gmm", "sweep", "--out", "x", "--schedules", "constant;bogus"], "bogus"),
+    (["gmm", "sweep", "--out", "x", "--n", "1"], "--n"),
 ])
-def test_cli_bad_values_exit_with_message(argv, message, capsys):
+def test_cli_bad_values_exit_with_message(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_sweep_strips_specs_and_rejects_changed_options(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    argv = ["gmm", "sweep", "--n", "16", "--steps", "40", "--out", str(folder), *TINY_ARGS]
+    assert main([*argv, "--schedules", "constant; cosine"]) == 0
+    assert sorted(p.name for p in folder.glob("W128_*")) == ["W128_constant_n16_s0",
+                                                             "W128_cosine_n16_s0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--lr", "0.001"])
+    assert exit_info.value.code == 2
+    assert "lr = 0.006 there, 0.001 now" in capsys.readouterr().err
+
+
+def test_summary_reference_matches_n_and_rejects_schedules(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    assert main(["gmm", "sweep", "--n", "16,32", "--steps", "40", "--out", str(folder),
+                 "--schedules", "constant;cosine", *TINY_ARGS]) == 0
+    reference = folder / "W128_constant_n16_s0"
+    assert main(["gmm", "summary", str(folder), "--reference", str(reference)]) == 0
+    table = pd.read_csv(folder / "time_change.csv")
+    assert set(table["n"]) == {16}
+    with pytest.raises(SystemExit):
+        main(["gmm", "summary", str(folder), "--reference",
+              str(folder / "W128_cosine_n16_s0")])
+    assert "constant-rate" in capsys.readouterr().err
+
+
+def test_summary_names_corrupt_run(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    assert main(["gmm", "sweep", "--n", "16", "--steps", "40", "--out", str(folder),
+                 *TINY_ARGS]) == 0
+    (folder / "W128_constant_n16_s0" / "metrics.csv").write_text("step,kl\n1,\"2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gmm", "summary", str(folder)])
+    assert exit_info.value.code == 2
+    assert "W128_constant_n16_s0 is not a readable gmm run" in capsys.readouterr().err
 
 
 def test_cli_train_uses_trainer(tmp_path):
@@ -191,11 +240,13 @@ def test_cli_train_resume_with_other_d_fails(tmp_path, capsys):
     argv = ["gmm", "train", "--n", "8", "--steps", "10", "--samples", "20",
             "--sampler-steps", "5", "--exact-every", "10", "--out", str(out)]
     assert main([*argv, "--d", "4"]) == 0
-    assert json.loads((out / "mixture.json").read_text()) == {"d": 4, "mean": 1.0}
+    saved = json.loads((out / "gmm.json").read_text())
+    assert saved == {"d": 4, "mean": 1.0, "exact_every": 10, "sampler": "em",
+                     "sampler_steps": 5}
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--d", "8"])
     assert exit_info.value.code == 2
-    assert "--d 4" in capsys.readouterr().err
+    assert "d = 4 there, 8 now" in capsys.readouterr().err
 
 
 def test_crossing_and_tau_gen():

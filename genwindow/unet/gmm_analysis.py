@@ -157,17 +157,33 @@ def n_mem_at_budget(table, budget: float) -> "pd.DataFrame":
 
 
 def load_runs(folder: str | Path):
-    """Return [(config, frame)] for every run under ``folder``.
+    """Return [(config, frame)] for every run under ``folder`` that has measured KL.
 
     A run still in progress (or stopped from outside) has metrics.jsonl but no metrics.csv;
     it is read from the JSON lines and its config gets ``finished`` = False.
     """
-    import pandas as pd
-
     runs = []
     for config_path in sorted(Path(folder).glob("*/config.json")):
-        run = config_path.parent
-        config = json.loads(config_path.read_text())
+        run = load_run(config_path.parent)
+        if run is not None and "kl" in run[1] and run[1]["kl"].notna().any():
+            runs.append(run)
+    return runs
+
+
+def load_run(run: str | Path):
+    """Return (config, frame) of one run folder, None when it has no metrics yet, or raise
+    ConfigError naming the folder when its files are damaged."""
+    import pandas as pd
+
+    from genwindow.errors import ConfigError
+
+    run = Path(run)
+    try:
+        config = json.loads((run / "config.json").read_text())
+        missing = [key for key in ("n", "seed", "width", "schedule", "steps")
+                   if key not in config]
+        if missing:
+            raise ValueError(f"config.json without {', '.join(missing)}")
         if (run / "metrics.csv").exists():
             frame = pd.read_csv(run / "metrics.csv")
             config["finished"] = True
@@ -176,10 +192,14 @@ def load_runs(folder: str | Path):
             frame = pd.DataFrame([json.loads(line) for line in lines if line.strip()])
             config["finished"] = False
         else:
-            continue
-        if "kl" in frame and frame["kl"].notna().any():
-            runs.append((config, frame))
-    return runs
+            return None
+        missing = [key for key in ("step", "lr_time", "score_error") if key not in frame]
+        if missing:
+            raise ValueError(f"metrics without the columns {', '.join(missing)}")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ConfigError(f"{run} is not a readable gmm run ({error}); rerun it with "
+                          f"`genwindow gmm run`, or move it out of the folder") from error
+    return config, frame
 
 
 def write_summary(folder: str | Path) -> dict:
@@ -194,20 +214,23 @@ def write_summary(folder: str | Path) -> dict:
         print(f"no finished runs under {folder}")
         return {}
     table = pd.DataFrame([summarise_run(c, f) for c, f in runs])
+    table = table.sort_values(["width", "schedule", "n", "seed"], ignore_index=True)
     write_csv(folder / "summary.csv", table)
 
+    # Fits use finished runs only: an unfinished run's tau_gen and crossings can still move.
+    finished = table[table["finished"]]
     fits = {}
-    for (width, schedule), group in table.groupby(["width", "schedule"]):
+    for (width, schedule), group in finished.groupby(["width", "schedule"]):
         fits[f"tau_mem~n W={width} {schedule}"] = fit_exponent(group["n"], group["tau_mem"])
         fits[f"tau_gen~n W={width} {schedule}"] = fit_exponent(group["n"], group["tau_gen"])
-    for (n, schedule), group in table.groupby(["n", "schedule"]):
+    for (n, schedule), group in finished.groupby(["n", "schedule"]):
         if group["width"].nunique() >= 2:
             fits[f"tau_mem~W n={n} {schedule}"] = fit_exponent(group["width"],
                                                                group["tau_mem"])
     write_json(folder / "fits.json", fits)
     _plot(runs, table, folder)
-    columns = ["n", "seed", "width", "schedule", "steps", "tau_gen", "kl_min", "tau_mem",
-               "tau_mem_low", "tau_mem_high", "kl_end", "f_mem_end"]
+    columns = ["n", "seed", "width", "schedule", "steps", "finished", "tau_gen", "kl_min",
+               "tau_mem", "tau_mem_low", "tau_mem_high", "kl_end", "f_mem_end"]
     print(format_table(table[columns]))
     for name, fit in fits.items():
         print(f"{name}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f}, 95% "
@@ -226,22 +249,35 @@ def _plot(runs, table, folder: Path) -> None:
     from genwindow.io import save_figure
 
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for config, frame in runs:
+    # One colour per (n, W, schedule), shared by its seeds. Unfinished runs are faded.
+    keys = sorted({(c["schedule"], c["width"], c["n"]) for c, _ in runs})
+    palette = dict(zip(keys, sns.color_palette("husl", len(keys))))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    labelled = set()
+    for config, frame in sorted(runs, key=lambda run: (run[0]["schedule"], run[0]["width"],
+                                                       run[0]["n"], run[0]["seed"])):
+        key = (config["schedule"], config["width"], config["n"])
+        label = f"n={config['n']} W={config['width']} {config['schedule']}"
+        style = {"color": palette[key], "alpha": 1.0 if config["finished"] else 0.4,
+                 "label": None if key in labelled else label}
+        labelled.add(key)
         evals = frame.dropna(subset=["kl"])
         evals = evals[evals["step"] > 0]
-        label = f"n={config['n']} W={config['width']} s={config['seed']} {config['schedule']}"
-        axes[0].errorbar(evals["step"], evals["kl"], yerr=2 * evals["kl_se"], label=label,
-                         capsize=2, marker=".")
-        axes[1].plot(evals["step"], evals["f_mem"], marker=".", label=label)
-        axes[2].plot(frame["step"][frame["step"] > 0], frame["score_error"][frame["step"] > 0],
-                     label=label)
+        axes[0].errorbar(evals["step"], evals["kl"], yerr=2 * evals["kl_se"], capsize=2,
+                         marker=".", linewidth=1, **style)
+        axes[1].plot(evals["step"], evals["f_mem"], marker=".", linewidth=1, **style)
+        trained = frame["step"] > 0
+        axes[2].plot(frame["step"][trained], frame["score_error"][trained], linewidth=1,
+                     **style)
     axes[0].set(xscale="log", yscale="symlog", xlabel="step", ylabel="KL(P_gen ‖ P0) [nats]")
     axes[0].set_ylim(bottom=-1.0)   # the estimate dips below 0 only within its error
     axes[1].set(xscale="log", xlabel="step", ylabel="f_mem")
     axes[2].set(xscale="log", yscale="log", xlabel="step",
                 ylabel="score error E‖ε_θ − ε*‖²/d")
-    axes[1].legend(fontsize=6)
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               title="seeds share a colour; faded: unfinished")
+    fig.tight_layout()
     save_figure(fig, folder / "curves.png")
 
     groups = list(table.groupby(["width", "schedule"]))
@@ -262,8 +298,9 @@ def _plot(runs, table, folder: Path) -> None:
                     marker="s", linestyle="", capsize=3, color=color, alpha=0.5,
                     label=f"tau_gen W={width} {schedule}")
         fit = fit_exponent(group["n"], group["tau_mem"])
-        if math.isfinite(fit["exponent"]):
-            sizes = np.geomspace(group["n"].min(), group["n"].max(), 20)
+        reached = group[np.isfinite(group["tau_mem"])]
+        if math.isfinite(fit["exponent"]) and fit["points"] >= 3 and len(reached):
+            sizes = np.geomspace(reached["n"].min(), reached["n"].max(), 20)
             ax.plot(sizes, fit["prefactor"] * sizes ** fit["exponent"], color=color,
                     linewidth=1, label=f"fit n^{fit['exponent']:.2f}")
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="step",
@@ -271,6 +308,7 @@ def _plot(runs, table, folder: Path) -> None:
     sizes = sorted(table["n"].unique())
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
+    _label_log_axis(ax.yaxis)
     ax.legend(fontsize=6)
     if len(by_width):
         ax = axes[0, 1]
@@ -287,17 +325,29 @@ def _plot(runs, table, folder: Path) -> None:
                title="tau_mem against width")
         ax.set_xticks(widths, [str(w) for w in widths])
         ax.minorticks_off()
+        _label_log_axis(ax.yaxis)
         ax.legend(fontsize=7)
+    fig.tight_layout()
     save_figure(fig, folder / "timescales.png")
+
+
+def _label_log_axis(axis) -> None:
+    """Put labelled ticks at 1, 2 and 5 times each power of ten, so that a log axis that
+    spans less than a decade still shows numbers."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_locator(ticker.NullLocator())
 
 
 def time_change_check(runs, references) -> "pd.DataFrame":
     """Compare each scheduled run at its end with a constant-rate run at the same training
     time T = Σ lr factors.
 
-    ``references`` is a list of (config, frame) constant-rate runs. Each run is compared with
-    the reference of equal n, seed and width, or with the only reference when there is one.
-    Runs without a matching reference are left out.
+    ``references`` is a list of (config, frame) constant-rate runs. Each finished run is
+    compared with the reference of equal n, seed and width, or, when there is one reference,
+    with it wherever n and width agree. Other runs are left out.
 
     For gradient flow on a quadratic loss (the random-features model) a learning-rate
     schedule only reparametrises time, so the state after a schedule equals the constant-rate
@@ -312,7 +362,14 @@ def time_change_check(runs, references) -> "pd.DataFrame":
     by_key = {key(config): frame for config, frame in references}
     rows = []
     for config, frame in runs:
-        ref = references[0][1] if len(references) == 1 else by_key.get(key(config))
+        if not config.get("finished", True):
+            continue
+        ref = by_key.get(key(config))
+        if ref is None and len(references) == 1:
+            # One reference run serves every seed of its n and width.
+            only = references[0][0]
+            if (only["n"], only["width"]) == (config["n"], config["width"]):
+                ref = references[0][1]
         if ref is None:
             continue
         ref_evals = ref.dropna(subset=["kl"])

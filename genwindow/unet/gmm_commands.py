@@ -5,26 +5,27 @@
     genwindow gmm summary runs/gmm/sweep
     genwindow gmm train --n 128 --out runs/gmm/trainer-n128
 
-``run`` and ``sweep`` use a lean loop without resume state (``genwindow.unet.gmm_run``);
-``train`` uses the diffusion trainer with checkpoints, snapshots and resume
-(``genwindow.unet.gmm_trainer``). Both train the same network on the same loss.
+``run`` and ``sweep`` use a lean loop that checkpoints every 1,000 steps
+(``genwindow.unet.gmm_run``); ``train`` uses the diffusion trainer with checkpoints,
+snapshots and resume (``genwindow.unet.gmm_trainer``). Both train the same network on the
+same loss; ``summary`` reads the folders of ``run`` and ``sweep``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from genwindow.cli_options import int_list, positive_float, positive_int
+from genwindow.cli_options import int_list, nonnegative_int, positive_float, positive_int
 
 RUN_OPTIONS = (
     ("--d", positive_int("--d"), "data dimension"),
     ("--n", positive_int("--n"), "training points"),
-    ("--seed", int, "seed of data, initialisation and noise"),
+    ("--seed", nonnegative_int("--seed"), "seed of data, initialisation and noise"),
     ("--width", positive_int("--width"), "MLP width W"),
     ("--blocks", positive_int("--blocks"), "residual blocks"),
     ("--optimizer", str, "sgd (momentum) or adam"),
     ("--lr", positive_float("--lr"), "base learning rate"),
-    ("--momentum", float, "SGD momentum"),
+    ("--momentum", float, "SGD momentum, in [0, 1)"),
     ("--steps", positive_int("--steps"), "step budget"),
     ("--schedule", str, "learning-rate schedule or controller spec (genwindow.schedules)"),
     ("--evals", positive_int("--evals"), "log-spaced steps that measure f_mem and KL"),
@@ -34,9 +35,11 @@ RUN_OPTIONS = (
      "steps between loss and score-error measurements"),
     ("--samples", positive_int("--samples"), "generated samples for f_mem and KL"),
     ("--sampler", str, "em (Euler–Maruyama) or ddim"),
-    ("--sampler-steps", positive_int("--sampler-steps"), "sampler steps"),
-    ("--kl-times", positive_int("--kl-times"), "diffusion times of the entropy integral"),
-    ("--fmem-level", positive_float("--fmem-level"), "f_mem level that defines tau_mem"),
+    ("--sampler-steps", positive_int("--sampler-steps"), "sampler steps, 2 … 1000"),
+    ("--kl-times", positive_int("--kl-times"),
+     "diffusion times of the entropy integral, at least 16"),
+    ("--fmem-level", positive_float("--fmem-level"), "f_mem level that defines tau_mem, in "
+                                                     "(0, 1)"),
 )
 
 
@@ -55,18 +58,20 @@ def register(subparsers) -> None:
     sweep = commands.add_parser("sweep", help="runs over n × seed × width × schedule, then "
                                               "the summary")
     _add_run_options(sweep, exclude=("--n", "--seed", "--width", "--schedule", "--steps"))
-    sweep.add_argument("--n", dest="n_list", type=int_list("--n"), default=[128, 256, 512],
-                       help="training-set sizes, comma-separated")
+    sweep.add_argument("--n", dest="n_list", type=int_list("--n", minimum=2),
+                       default=[128, 256, 512],
+                       help="training-set sizes, comma-separated (default 128,256,512)")
     sweep.add_argument("--seeds", type=int_list("--seeds"), default=[0],
-                       help="seeds, comma-separated")
-    sweep.add_argument("--widths", type=int_list("--widths"), default=None,
+                       help="seeds, comma-separated (default 0)")
+    sweep.add_argument("--widths", type=int_list("--widths", minimum=1), default=None,
                        help="MLP widths, comma-separated (default: the preset's)")
     sweep.add_argument("--schedules", default=None,
                        help="schedule specs separated by ';' (default: the preset's)")
     sweep.add_argument("--steps", type=positive_int("--steps"), default=None,
-                       help="step budget for n = 128; other n get it times n/128")
+                       help="step budget for n = 128 (default: the preset's, cpu-gmm: "
+                            "40000); other n get it times n/128, at least 1")
     sweep.add_argument("--max-steps", type=positive_int("--max-steps"), default=None,
-                       help="cap on the step budget of any run")
+                       help="cap on the step budget of any run (default: none)")
     sweep.add_argument("--out", required=True,
                        help="output folder, one subfolder per run; rerun the same command to "
                             "skip finished runs and resume an interrupted one")
@@ -77,24 +82,30 @@ def register(subparsers) -> None:
                       "and the exact monitors")
     trainer.add_argument("--preset", default="cpu-gmm", choices=("cpu-gmm", "cpu-gmm-adam"),
                          help="trainer configuration to start from (default cpu-gmm)")
-    trainer.add_argument("--n", type=positive_int("--n"), default=None, help="training points")
-    trainer.add_argument("--seed", type=int, default=None, help="seed")
+    trainer.add_argument("--n", type=positive_int("--n", minimum=2), default=None,
+                         help="training points (cpu-gmm: 128)")
+    trainer.add_argument("--seed", type=nonnegative_int("--seed"), default=None,
+                         help="seed (cpu-gmm: 0)")
     trainer.add_argument("--width", type=positive_int("--width"), default=None,
-                         help="MLP width W")
+                         help="MLP width W (cpu-gmm: 128)")
     trainer.add_argument("--lr", type=positive_float("--lr"), default=None,
-                         help="base learning rate")
+                         help="base learning rate (cpu-gmm: 0.006, cpu-gmm-adam: 0.0006)")
     trainer.add_argument("--steps", type=positive_int("--steps"), default=None,
-                         help="step budget")
-    trainer.add_argument("--schedule", default=None, help="schedule or controller spec")
-    trainer.add_argument("--samples", type=positive_int("--samples"), default=None,
-                         help="generated samples for f_mem and KL")
-    trainer.add_argument("--d", type=positive_int("--d"), default=8, help="data dimension")
+                         help="step budget (cpu-gmm: 20000)")
+    trainer.add_argument("--schedule", default=None,
+                         help="schedule or controller spec (cpu-gmm: constant)")
+    trainer.add_argument("--samples", type=positive_int("--samples", minimum=2), default=None,
+                         help="generated samples for f_mem and KL (cpu-gmm: 1000)")
+    trainer.add_argument("--d", type=positive_int("--d"), default=8,
+                         help="data dimension (default 8)")
     trainer.add_argument("--exact-every", type=positive_int("--exact-every"), default=500,
-                         help="steps between exact loss and score-error measurements")
+                         help="steps between exact loss and score-error measurements "
+                              "(default 500); f_mem and KL run at 4 log-spaced steps per "
+                              "decade")
     trainer.add_argument("--sampler", choices=("em", "ddim"), default="em",
-                         help="sampler of the f_mem and KL monitor")
+                         help="sampler of the f_mem and KL monitor (default em)")
     trainer.add_argument("--sampler-steps", type=positive_int("--sampler-steps"),
-                         default=1000, help="sampler steps")
+                         default=1000, help="sampler steps, 2 … 1000 (default 1000)")
     trainer.add_argument("--out", required=True, help="run folder; rerun to resume")
     trainer.set_defaults(func=_train)
 
@@ -152,9 +163,10 @@ def _run(args) -> int:
 
     import torch
 
-    from genwindow.unet.gmm_run import run_gmm
+    from genwindow.unet.gmm_run import make_run_schedule, run_gmm
 
     config = _config(args)
+    make_run_schedule(config)
     if args.dry_run:
         for key, value in asdict(config).items():
             print(f"{key:>14} = {value}")
@@ -188,32 +200,48 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
+    import json
+    from pathlib import Path
+
     import torch
 
+    from genwindow.errors import ConfigError
+    from genwindow.io import prepare_out_dir
     from genwindow.unet.gmm_analysis import write_summary
-    from genwindow.unet.gmm_run import run_gmm
-    from pathlib import Path
+    from genwindow.unet.gmm_run import config_differences, make_run_schedule, run_gmm
 
     torch.set_num_threads(1)
     base = _config(args)
     widths = args.widths or [base.width]
-    schedules = [s for s in (args.schedules or base.schedule).split(";") if s.strip()]
-    folder = Path(args.out)
+    schedules = [s.strip() for s in (args.schedules or base.schedule).split(";") if s.strip()]
+    if not schedules:
+        raise ConfigError(f"--schedules {args.schedules!r} contains no schedule; give specs "
+                          f"separated by ';', such as 'constant;cosine'")
+    # Check every run's options and schedule before the first one starts.
+    runs = []
     for width in widths:
         for schedule in schedules:
             for n in args.n_list:
                 for seed in args.seeds:
-                    steps = round((args.steps or base.steps) * n / 128)
+                    steps = max(1, round((args.steps or base.steps) * n / 128))
                     if args.max_steps:
                         steps = min(steps, args.max_steps)
                     config = _config(args, n=n, seed=seed, width=width, schedule=schedule,
                                      steps=steps)
-                    name = f"W{width}_{_slug(schedule)}_n{n}_s{seed}"
-                    if (folder / name / "metrics.csv").exists():
-                        print(f"{name}: done already, skipped", flush=True)
-                        continue
-                    print(f"{name}: {steps} steps", flush=True)
-                    run_gmm(config, folder / name, progress=_print_row)
+                    make_run_schedule(config)
+                    runs.append((f"W{width}_{_slug(schedule)}_n{n}_s{seed}", config))
+    folder = prepare_out_dir(args.out)
+    for name, config in runs:
+        run = folder / name
+        if (run / "metrics.csv").exists():
+            listed = config_differences(json.loads((run / "config.json").read_text()), config)
+            if listed:
+                raise ConfigError(f"{run} contains a finished run with other options "
+                                  f"({listed}); give a new --out for these options")
+            print(f"{name}: done already, skipped", flush=True)
+            continue
+        print(f"{name}: {config.steps} steps", flush=True)
+        run_gmm(config, run, progress=_print_row)
     write_summary(folder)
     return 0
 
@@ -229,13 +257,17 @@ def _summary(args) -> int:
                                              time_change_check, write_summary)
 
     folder = Path(args.folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise ConfigError(f"FOLDER: {folder} not found; give the --out folder of a "
                           f"`genwindow gmm sweep`")
+    if not folder.is_dir():
+        raise ConfigError(f"FOLDER: {folder} is a file, not a folder; give the --out folder "
+                          f"of a `genwindow gmm sweep`")
     runs = load_runs(folder)
     if not runs:
-        raise ConfigError(f"FOLDER: no finished runs under {folder}; `gmm summary` reads the "
-                          f"--out folder of a `genwindow gmm sweep` (one sub-folder per run)")
+        raise ConfigError(f"FOLDER: no runs with a KL measurement under {folder}; `gmm "
+                          f"summary` reads the --out folder of a `genwindow gmm sweep` or the "
+                          f"parent of `gmm run` folders, not `gmm train` folders")
     references = _reference_runs(args.reference) if args.reference else []
     write_summary(folder)
     if references:
@@ -247,32 +279,35 @@ def _summary(args) -> int:
         extra = [(c, f) for c, f in references
                  if (c["n"], c["seed"], c["width"], c["schedule"]) not in own]
         table = pd.DataFrame([summarise_run(c, f) for c, f in runs + extra])
-        n_mem = n_mem_at_budget(table, args.budget)
+        n_mem = n_mem_at_budget(table[table["finished"]], args.budget)
         write_csv(folder / "n_mem.csv", n_mem)
         print(format_table(n_mem))
     return 0
 
 
 def _reference_runs(reference) -> list:
-    """Return the constant-rate runs of ``--reference``: one run folder, or every run of a
-    sweep folder."""
-    import json
+    """Return the finished constant-rate runs of ``--reference``: one run folder, or every
+    such run of a sweep folder."""
     from pathlib import Path
 
-    import pandas as pd
-
     from genwindow.errors import ConfigError
-    from genwindow.unet.gmm_analysis import load_runs
+    from genwindow.unet.gmm_analysis import load_run, load_runs
 
     path = Path(reference)
-    if (path / "metrics.csv").exists():
-        return [(json.loads((path / "config.json").read_text()),
-                 pd.read_csv(path / "metrics.csv"))]
-    runs = [(c, f) for c, f in load_runs(path) if c["schedule"] == "constant"] \
-        if path.is_dir() else []
+    if (path / "config.json").exists():
+        run = load_run(path)
+        if run is None or not run[0]["finished"]:
+            raise ConfigError(f"--reference {reference}: the run has not finished (no "
+                              f"metrics.csv); finish it by rerunning its command")
+        if run[0]["schedule"] != "constant":
+            raise ConfigError(f"--reference {reference} ran the schedule "
+                              f"{run[0]['schedule']!r}; give a constant-rate run")
+        return [run]
+    runs = [(c, f) for c, f in load_runs(path)
+            if c["schedule"] == "constant" and c["finished"]] if path.is_dir() else []
     if not runs:
         raise ConfigError(f"--reference {reference}: neither a finished `genwindow gmm run` "
-                          f"(no metrics.csv) nor a sweep folder with constant-rate runs")
+                          f"nor a sweep folder with finished constant-rate runs")
     return runs
 
 

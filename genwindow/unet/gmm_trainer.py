@@ -7,8 +7,10 @@ denoiser and sample monitors are off, and two monitors of this module replace th
 ones. A schedule reads train_loss, test_loss, gen_gap and score_error (against the exact
 score) every ``exact_every`` steps, and f_mem with the KL divergence at log-spaced steps.
 
-The trainer's config.json has no field for the mixture's dimension or mean, so ``train_gmm``
-keeps them in ``mixture.json`` beside it and rejects a resume with other values.
+The trainer's config.json has no field for the mixture's dimension or mean, nor for the
+exact monitors' sampler and cadence (its own ``sampler`` fields belong to the trainer's image
+monitors, which are off). ``train_gmm`` keeps these in ``gmm.json`` beside it and rejects a
+resume with other values.
 """
 
 from __future__ import annotations
@@ -104,9 +106,14 @@ def train_gmm(config: TrainConfig, out: str | Path, *, d: int = 8, mean: float =
     require(config.data == "gmm", f"--data must be gmm for the exact monitors, got "
                                   f"{config.data!r}")
     require(exact_every >= 1, f"--exact-every must be at least 1, got {exact_every}")
+    require(sampler in ("em", "ddim"), f"--sampler must be em or ddim, got {sampler!r}")
+    lowest = 2 if sampler == "em" else 1
+    require(lowest <= sampler_steps <= 1000,
+            f"--sampler-steps must be in {lowest} … 1000 for {sampler}, got {sampler_steps}")
     if config.batch == 0:
         config = replace(config, batch=config.n)
-    _check_mixture(Path(out), {"d": d, "mean": mean})
+    _check_monitor_options(Path(out), {"d": d, "mean": mean, "exact_every": exact_every,
+                                       "sampler": sampler, "sampler_steps": sampler_steps})
     split = load_data("gmm", config.n, config.seed, d=d, mean=mean, heldout=config.heldout)
     alpha_bar = Diffusion(config.diffusion_config()).alpha_bar
     exact_steps = sorted(set(range(0, config.steps + 1, exact_every)) | {config.steps})
@@ -119,19 +126,21 @@ def train_gmm(config: TrainConfig, out: str | Path, *, d: int = 8, mean: float =
     return train(config, out, progress=progress, extra_monitors=monitors, split=split)
 
 
-def _check_mixture(out: Path, mixture: dict) -> None:
-    """Write ``mixture.json`` in a new run folder, or check it against ``mixture`` on resume."""
+def _check_monitor_options(out: Path, options: dict) -> None:
+    """Write ``gmm.json`` in a new run folder, or check it against ``options`` on resume."""
     import json
 
     from genwindow.errors import ConfigError
     from genwindow.io import write_json
 
-    path = out / "mixture.json"
+    path = out / "gmm.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved != mixture:
-            raise ConfigError(f"{out} was trained on the mixture {saved}, not {mixture}; "
-                              f"rerun with --d {saved['d']} to resume it, or give a new --out")
+        if saved != options:
+            listed = ", ".join(f"{key} = {saved.get(key)!r} there, {value!r} now"
+                               for key, value in options.items() if saved.get(key) != value)
+            raise ConfigError(f"{out} was trained with other options ({listed}); rerun with "
+                              f"its options to resume it, or give a new --out")
         return
     out.mkdir(parents=True, exist_ok=True)
-    write_json(path, mixture)
+    write_json(path, options)
