@@ -71,8 +71,13 @@ def bench(n: int, steps: int, repeats: int, samples: int) -> list[dict]:
             loss.backward()
             optimizer.step()
 
+    # The plain loop and genwindow's loop alternate, so that both see the same machine load.
     train_steps()   # warm-up
-    step_seconds = median_seconds(train_steps, repeats) / steps
+    plain, lean = [], []
+    for _ in range(repeats):
+        plain.append(median_seconds(train_steps, 1) / steps)
+        lean.append(lean_loop_step_seconds(n, steps))
+    step_seconds, lean_seconds = statistics.median(plain), statistics.median(lean)
 
     def eps(x, k):
         return model(x.float(), k).double()
@@ -98,8 +103,6 @@ def bench(n: int, steps: int, repeats: int, samples: int) -> list[dict]:
             f"KL estimate ({samples} samples × 48 times)": (
                 lambda: kl_divergence(x, score, mixture, grid), "12 per run"),
         }
-        lean_seconds = statistics.median(lean_loop_step_seconds(n, steps)
-                                         for _ in range(repeats))
         rows = [{"n": n, "item": "training step, plain loop (reference)",
                  "seconds": step_seconds, "steps_per_second": 1 / step_seconds,
                  "cadence": "every step", "share_of_training": float("nan")},
