@@ -213,6 +213,29 @@ def test_summary_reference_matches_n_and_rejects_schedules(tmp_path, capsys):
     assert "constant-rate" in capsys.readouterr().err
 
 
+def test_run_rerun_skips_or_rejects_finished_folder(tmp_path, capsys):
+    argv = ["gmm", "run", "--n", "16", "--steps", "40", "--out", str(tmp_path), *TINY_ARGS]
+    assert main(argv) == 0
+    before = (tmp_path / "metrics.csv").read_text()
+    assert main(argv) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--lr", "0.01"])
+    assert exit_info.value.code == 2
+    assert "lr = 0.006 there, 0.01 now" in capsys.readouterr().err
+    assert (tmp_path / "metrics.csv").read_text() == before
+
+
+def test_time_change_needs_same_rate(tmp_path, capsys):
+    from genwindow.unet.gmm_analysis import time_change_check
+
+    config = dict(TINY.__dict__)
+    frame = run_gmm(TINY)
+    other = {**config, "lr": 0.03}
+    assert time_change_check([(config, frame)], [(other, frame)]).empty
+    assert "left out" in capsys.readouterr().out
+
+
 def test_summary_names_corrupt_run(tmp_path, capsys):
     folder = tmp_path / "sweep"
     assert main(["gmm", "sweep", "--n", "16", "--steps", "40", "--out", str(folder),

@@ -196,9 +196,12 @@ def load_run(run: str | Path):
         missing = [key for key in ("step", "lr_time", "score_error") if key not in frame]
         if missing:
             raise ValueError(f"metrics without the columns {', '.join(missing)}")
+        if frame.empty:
+            raise ValueError("metrics without rows")
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise ConfigError(f"{run} is not a readable gmm run ({error}); rerun it with "
-                          f"`genwindow gmm run`, or move it out of the folder") from error
+        raise ConfigError(f"{run} is not a readable gmm run ({error}); delete it and rerun "
+                          f"the `genwindow gmm sweep` or `gmm run` command that wrote it, or "
+                          f"move it out of the folder") from error
     return config, frame
 
 
@@ -347,7 +350,8 @@ def time_change_check(runs, references) -> "pd.DataFrame":
 
     ``references`` is a list of (config, frame) constant-rate runs. Each finished run is
     compared with the reference of equal n, seed and width, or, when there is one reference,
-    with it wherever n and width agree. Other runs are left out.
+    with it wherever n and width agree. Both must share the base rate, optimizer and
+    network; other runs are left out with a printed line.
 
     For gradient flow on a quadratic loss (the random-features model) a learning-rate
     schedule only reparametrises time, so the state after a schedule equals the constant-rate
@@ -359,18 +363,24 @@ def time_change_check(runs, references) -> "pd.DataFrame":
     def key(config):
         return config["n"], config["seed"], config["width"]
 
-    by_key = {key(config): frame for config, frame in references}
+    def setup(config):
+        # Σ lr factors compares runs only at equal base rate, optimizer and network.
+        return tuple(config.get(name) for name in ("n", "width", "blocks", "d", "lr",
+                                                   "optimizer", "momentum"))
+
+    by_key = {key(config): (config, frame) for config, frame in references}
     rows = []
     for config, frame in runs:
         if not config.get("finished", True):
             continue
-        ref = by_key.get(key(config))
+        ref_config, ref = by_key.get(key(config), (None, None))
         if ref is None and len(references) == 1:
             # One reference run serves every seed of its n and width.
-            only = references[0][0]
-            if (only["n"], only["width"]) == (config["n"], config["width"]):
-                ref = references[0][1]
-        if ref is None:
+            ref_config, ref = references[0]
+        if ref is None or setup(ref_config) != setup(config):
+            print(f"time change: no constant-rate reference with n = {config['n']}, W = "
+                  f"{config['width']} and the same rate and optimizer; "
+                  f"{config['schedule']} seed {config['seed']} left out")
             continue
         ref_evals = ref.dropna(subset=["kl"])
         ref_evals = ref_evals[ref_evals["step"] > 0]

@@ -173,10 +173,35 @@ def _run(args) -> int:
         return 0
     from genwindow.io import prepare_out_dir
 
-    prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out)
+    if _finished_run_matches(out, config):
+        print(f"{out}: finished already with these options, nothing to do")
+        return 0
     torch.set_num_threads(1)
     run_gmm(config, args.out, progress=_print_row)
     return 0
+
+
+def _finished_run_matches(run, config) -> bool:
+    """Return True when ``run`` holds a finished run of ``config``, False when it holds no
+    finished run, and raise ConfigError when it holds one with other options."""
+    import json
+
+    from genwindow.errors import ConfigError
+    from genwindow.unet.gmm_run import config_differences
+
+    if not (run / "metrics.csv").exists():
+        return False
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{run} has metrics.csv but no readable config.json ({error}); "
+                          f"give a new --out") from error
+    listed = config_differences(saved, config)
+    if listed:
+        raise ConfigError(f"{run} contains a finished run with other options ({listed}); "
+                          f"give a new --out for these options")
+    return True
 
 
 def _train(args) -> int:
@@ -200,15 +225,13 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
-    import json
-    from pathlib import Path
 
     import torch
 
     from genwindow.errors import ConfigError
     from genwindow.io import prepare_out_dir
     from genwindow.unet.gmm_analysis import write_summary
-    from genwindow.unet.gmm_run import config_differences, make_run_schedule, run_gmm
+    from genwindow.unet.gmm_run import make_run_schedule, run_gmm
 
     torch.set_num_threads(1)
     base = _config(args)
@@ -233,11 +256,7 @@ def _sweep(args) -> int:
     folder = prepare_out_dir(args.out)
     for name, config in runs:
         run = folder / name
-        if (run / "metrics.csv").exists():
-            listed = config_differences(json.loads((run / "config.json").read_text()), config)
-            if listed:
-                raise ConfigError(f"{run} contains a finished run with other options "
-                                  f"({listed}); give a new --out for these options")
+        if _finished_run_matches(run, config):
             print(f"{name}: done already, skipped", flush=True)
             continue
         print(f"{name}: {config.steps} steps", flush=True)
