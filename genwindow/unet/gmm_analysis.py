@@ -307,7 +307,7 @@ def _plot(runs, table, folder: Path) -> None:
             ax.plot(sizes, fit["prefactor"] * sizes ** fit["exponent"], color=color,
                     linewidth=1, label=f"fit n^{fit['exponent']:.2f}")
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="step",
-           title="tau_mem (f_mem crossing) and tau_gen (KL minimum)")
+           title="tau_mem (f_mem crossing) and tau_gen (KL within errors of its minimum)")
     sizes = sorted(table["n"].unique())
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
