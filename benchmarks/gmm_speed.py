@@ -42,8 +42,8 @@ def median_seconds(action, repeats: int) -> float:
 
 def lean_loop_step_seconds(n: int, steps: int) -> float:
     """Return the training seconds per step of ``run_gmm`` (the loop of ``gmm run`` and
-    ``gmm sweep``), from its own clock, which stops during monitors; the monitors run only
-    at the first and last step and are kept small."""
+    ``gmm sweep``), read from its own clock, which stops during monitors. The monitors run
+    only at the first and last step and are kept small."""
     config = GMMRunConfig(n=n, steps=steps, evals=1, first_eval=steps, monitor_every=steps,
                           samples=50, sampler_steps=2, kl_times=16, heldout=64)
     frame = run_gmm(config)

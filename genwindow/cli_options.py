@@ -99,7 +99,7 @@ def int_list(option: str, minimum: int = 0):
             raise argparse.ArgumentTypeError(
                 f"{option} must be comma-separated integers, got {text!r}")
         if not values or min(values) < minimum:
-            raise argparse.ArgumentTypeError(f"{option} needs integers ≥ {minimum}, "
+            raise argparse.ArgumentTypeError(f"{option} must be integers ≥ {minimum}, "
                                              f"got {text!r}")
         return values
     return parse

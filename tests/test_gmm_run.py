@@ -65,7 +65,7 @@ def test_schedule_controls_rate_and_stop():
     assert frame["lr_time"].iloc[-1] == pytest.approx(0.5)
 
 
-# Specs of the schedules that need parameters; every other schedule runs by its name.
+# Specs of the schedules that need parameters. Every other schedule runs by its name.
 # size-aware gets its law as c and alpha on the run's n, small enough to act in 60 steps.
 EVERY_SCHEDULE = {
     "size-aware": "size-aware:c=0.5,alpha=1,kappa=1",
@@ -187,7 +187,7 @@ def test_cli_bad_values_exit_with_message(argv, message, capsys, tmp_path, monke
     assert not (tmp_path / "x").exists()
 
 
-def test_sweep_strips_specs_and_rejects_changed_options(tmp_path, capsys):
+def test_sweep_strips_specs_rejects_changes(tmp_path, capsys):
     folder = tmp_path / "sweep"
     argv = ["gmm", "sweep", "--n", "16", "--steps", "40", "--out", str(folder), *TINY_ARGS]
     assert main([*argv, "--schedules", "constant; cosine"]) == 0
@@ -199,7 +199,7 @@ def test_sweep_strips_specs_and_rejects_changed_options(tmp_path, capsys):
     assert "lr = 0.006 there, 0.001 now" in capsys.readouterr().err
 
 
-def test_summary_reference_matches_n_and_rejects_schedules(tmp_path, capsys):
+def test_reference_matches_n_rejects_schedules(tmp_path, capsys):
     folder = tmp_path / "sweep"
     assert main(["gmm", "sweep", "--n", "16,32", "--steps", "40", "--out", str(folder),
                  "--schedules", "constant;cosine", *TINY_ARGS]) == 0
@@ -213,7 +213,7 @@ def test_summary_reference_matches_n_and_rejects_schedules(tmp_path, capsys):
     assert "constant-rate" in capsys.readouterr().err
 
 
-def test_run_rerun_skips_or_rejects_finished_folder(tmp_path, capsys):
+def test_rerun_of_finished_run_folder(tmp_path, capsys):
     argv = ["gmm", "run", "--n", "16", "--steps", "40", "--out", str(tmp_path), *TINY_ARGS]
     assert main(argv) == 0
     before = (tmp_path / "metrics.csv").read_text()
@@ -258,7 +258,7 @@ def test_cli_train_uses_trainer(tmp_path):
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
 
 
-def test_cli_train_resume_with_other_d_fails(tmp_path, capsys):
+def test_train_resume_other_d_fails(tmp_path, capsys):
     out = tmp_path / "trained"
     argv = ["gmm", "train", "--n", "8", "--steps", "10", "--samples", "20",
             "--sampler-steps", "5", "--exact-every", "10", "--out", str(out)]
@@ -287,7 +287,7 @@ def test_fit_exponent_recovers_power_law():
     assert fit["exponent_se"] < 0.05
 
 
-def test_fit_exponent_interval_and_local_slopes():
+def test_fit_exponent_interval_local_slopes():
     n = np.array([128, 128, 256, 256, 512, 512])
     # Factors r and 1/r, so that the mean of log tau at each n lies on the power law.
     tau = 5.0 * n**0.9 * np.array([1.03, 1 / 1.03, 1.02, 1 / 1.02, 1.04, 1 / 1.04])

@@ -161,9 +161,9 @@ def ddim_indices(total: int, num_steps: int) -> np.ndarray:
 
 def ddim_steps(eps_at: Callable, x: torch.Tensor, alpha_bar: np.ndarray,
                indices: np.ndarray) -> torch.Tensor:
-    """Run deterministic DDIM (η = 0; Song, Meng, Ermon 2021, arXiv:2010.02502) from x at
-    DDPM index ``indices[0]`` down the decreasing ``indices``; return the denoised x̂_0 of
-    the last one. ``eps_at(x, k)`` is the noise prediction at one integer index k.
+    """Run deterministic DDIM (η = 0, Song, Meng, Ermon 2021, arXiv:2010.02502) from x at
+    DDPM index ``indices[0]`` down the decreasing ``indices``, and return the denoised x̂_0
+    of the last one. ``eps_at(x, k)`` is the noise prediction at one integer index k.
     """
     for i, k in enumerate(indices):
         eps = eps_at(x, int(k))

@@ -279,7 +279,7 @@ def _plot(runs, table, folder: Path) -> None:
                 ylabel="score error E‖ε_θ − ε*‖²/d")
     fig.legend(*axes[1].get_legend_handles_labels(), loc="center left",
                bbox_to_anchor=(1.0, 0.5), fontsize=7,
-               title="seeds share a colour; faded: unfinished")
+               title="seeds share a colour, unfinished runs are faded")
     fig.tight_layout()
     save_figure(fig, folder / "curves.png")
 

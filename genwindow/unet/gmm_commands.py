@@ -183,8 +183,8 @@ def _run(args) -> int:
 
 
 def _finished_run_matches(run, config) -> bool:
-    """Return True when ``run`` holds a finished run of ``config``, False when it holds no
-    finished run, and raise ConfigError when it holds one with other options."""
+    """Return True when ``run`` contains a finished run of ``config`` and False when it
+    contains none. Raise ConfigError when it contains one with other options."""
     import json
 
     from genwindow.errors import ConfigError
@@ -252,6 +252,8 @@ def _sweep(args) -> int:
                     config = _config(args, n=n, seed=seed, width=width, schedule=schedule,
                                      steps=steps)
                     make_run_schedule(config)
+                    # NOTE: specs are compared as text, so one schedule written with other
+                    # spacing or key order gets its own run folder and summary row.
                     runs.append((f"W{width}_{_slug(schedule)}_n{n}_s{seed}", config))
     folder = prepare_out_dir(args.out)
     for name, config in runs:

@@ -300,7 +300,8 @@ def _load_checkpoint(out: str | Path, config: GMMRunConfig) -> dict | None:
 
 def config_differences(saved: dict, config: GMMRunConfig) -> str:
     """Return the options whose value in ``saved`` (a run's config.json) differs from
-    ``config``, as "name = saved there, current now" joined by commas; empty when none."""
+    ``config``, as "name = saved there, current now" joined by commas. The string is empty
+    when none differs."""
     return ", ".join(f"{key} = {saved.get(key)!r} there, {value!r} now"
                      for key, value in asdict(config).items() if saved.get(key) != value)
 

@@ -138,7 +138,7 @@ def _check_monitor_options(out: Path, options: dict) -> None:
         try:
             saved = json.loads(path.read_text())
         except ValueError as error:
-            raise ConfigError(f"{path} is damaged ({error}); give a new --out") from error
+            raise ConfigError(f"{path} is not valid JSON ({error}); give a new --out") from error
         if saved != options:
             listed = ", ".join(f"{key} = {saved.get(key)!r} there, {value!r} now"
                                for key, value in options.items() if saved.get(key) != value)
