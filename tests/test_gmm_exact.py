@@ -140,6 +140,21 @@ def test_kl_on_ddpm_grid_with_exact_eps():
     assert abs(estimate.kl) < 4 * estimate.kl_se + 0.02
 
 
+def test_kl_grid_of_minimum_size_unbiased():
+    from genwindow.unet.gmm_run import MIN_KL_TIMES
+
+    mixture = MIXTURES["default"]
+    alpha_bar = ddpm_alpha_bar()
+    score = score_of_eps(exact_eps_fn(mixture, alpha_bar), alpha_bar)
+    samples = torch.as_tensor(mixture.sample(1000, seed=3))
+    coarse = kl_divergence(samples, score, mixture, kl_time_grid(alpha_bar, 8), seed=1)
+    smallest = kl_divergence(samples, score, mixture, kl_time_grid(alpha_bar, MIN_KL_TIMES),
+                             seed=1)
+    # 8 times bias the estimate by more than 2 standard errors, 16 do not.
+    assert abs(coarse.kl) > 2 * coarse.kl_se
+    assert abs(smallest.kl) < 2 * smallest.kl_se
+
+
 def test_samplers_with_exact_eps_reach_p0():
     mixture = MIXTURES["default"]
     alpha_bar = ddpm_alpha_bar()

@@ -91,7 +91,8 @@ class GMMRunConfig:
 
 # The entropy of P_gen is an integral over diffusion time. With the exact score and 1,000
 # samples of P0 at d = 8, the KL estimate is −0.57 ± 0.23 nats at 8 log-spaced times,
-# −0.10 ± 0.15 at 16 and −0.01 ± 0.13 at 48, so fewer than 16 times bias it.
+# −0.10 ± 0.15 at 16 and −0.01 ± 0.13 at 48, so fewer than 16 times bias it
+# (tests/test_gmm_exact.py repeats the 8- and 16-time cases).
 MIN_KL_TIMES = 16
 
 # The metrics that the loop passes to a schedule. gen_gap and rel_gap are derived from the
